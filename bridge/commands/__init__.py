@@ -1,0 +1,1 @@
+"""Sub-commands of ``milur-bridge`` (one module each, discovered by ``bridge.cli``)."""

@@ -1,0 +1,1 @@
+"""Mapping files: XSD validation, loading into the typed model, cross-checks."""
