@@ -7,9 +7,9 @@ No dicts travel past the loader. Every object that came from a file carries its 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Mapping
 
 
 @dataclass(frozen=True, slots=True)

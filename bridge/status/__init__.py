@@ -1,0 +1,1 @@
+"""HTTP side: status page, Prometheus metrics and health (aiohttp)."""
