@@ -388,11 +388,40 @@ class StatusSettings:
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
-    """The ``<storage>`` section (SQLite by default)."""
+    """The ``<storage>`` section (SQLite by default; docs/storage.md)."""
 
     enabled: bool = False
     path: str = "var/data/readings.sqlite3"
-    retention_days: int = 400
+    retention_days: int = 400  # default retention of every class below
+    retention_energy_days: int | None = None  # energy readings, daily/profile archives
+    retention_instant_days: int | None = None  # instantaneous values (U, I, P, ...)
+    retention_events_days: int | None = None  # journal events
+    batch_rows: int = 500  # commit when this many rows are pending ...
+    flush_interval: float = 1.0  # ... or this many seconds after the first pending row
+    prune_interval: float = 3600.0  # seconds between retention runs
+    max_pending_rows: int = 100_000  # rows queued beyond this are dropped (counted, logged once)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuringPoint:
+    """An ASKUE measuring point: the code and name a meter is exported under (80020)."""
+
+    code: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """The ``<export>`` section: who sends 80020 files and how meters appear in them."""
+
+    sender_inn: str = ""
+    sender_name: str = ""
+    area_inn: str = ""
+    area_name: str = ""
+    timezone: str = "Europe/Moscow"  # days and half-hours of 80020 files are in this zone
+    points: Mapping[str, MeasuringPoint] = field(default_factory=dict)  # meter name → point
+    value_multiplier: float = 1.0  # kWh (kvarh) → the integer written in <value>
+    boundary_tolerance: float = 900.0  # seconds: readings this close to a half-hour boundary count
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +447,7 @@ class SiteMapping:
     modbus: ModbusSettings = ModbusSettings()
     status: StatusSettings = StatusSettings()
     storage: StorageSettings = StorageSettings()
+    export: ExportSettings = ExportSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     def channel(self, name: str) -> ChannelConfig:
