@@ -1,0 +1,423 @@
+"""Streaming frame decoders (sans-I/O): bytes in, frames out (DESIGN.md rule 1, protocol notes §2).
+
+``FrameDecoder`` (master side) knows the request in flight and frames its reply by the expected
+length of §2; everything else in the stream (keep-alives, ``0A 0D`` wrappers, garbage, echoes of our
+own request, frames for other addresses or stale replies, bad CRC) is discarded and counted. Like
+pymodbus's RTU framer it hunts byte by byte for the next valid frame. ``RequestDecoder`` (meter
+side, the simulator) frames requests. Neither raises for what a peer sent, and both terminate:
+every step either returns a frame, drops at least one byte, or waits for more data.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bridge.protocol.milur.crc import crc_ok
+from bridge.protocol.milur.errors import CodecUsageError, FrameError
+from bridge.protocol.milur.frames import (
+    ERROR_FLAG,
+    Address,
+    ArchiveSearchReply,
+    CloseSessionReply,
+    DailyRecordReply,
+    ErrorCode,
+    ErrorReply,
+    Func,
+    IdentifyReply,
+    JournalCountReply,
+    JournalRecordReply,
+    NetworkAddressReply,
+    ProfileRecordReply,
+    ReadReply,
+    Reply,
+    Request,
+    SessionReply,
+    WriteReply,
+)
+from bridge.protocol.milur.values import RecordTime
+
+#: reply DATA lengths of the functions whose reply has a fixed size (§4; where §4 gives only the
+#: request, ours: 09 echoes ``01`` like 08, 0F is 4 unknown bytes + the address byte, C3 is
+#: 4 unknown bytes + the 15-byte IMEI so that the frame is the 26 bytes of §7).
+_FIXED_REPLY_DATA = {
+    Func.JOURNAL_COUNT: 2,
+    Func.OPEN_SESSION: 1,
+    Func.CLOSE_SESSION: 1,
+    Func.JOURNAL_RECORD: 7,
+    Func.NETWORK_ADDRESS: 5,
+    Func.ARCHIVE_SEARCH: 5,
+    Func.IDENTIFY: 19,
+}
+#: request DATA lengths (meter side); WRITE has a variable length and is framed by CRC
+_REQUEST_DATA = {
+    Func.READ: 1,
+    Func.JOURNAL_COUNT: 1,
+    Func.OPEN_SESSION: 7,
+    Func.CLOSE_SESSION: 1,
+    Func.JOURNAL_RECORD: 3,
+    Func.DAILY_RECORD: 3,
+    Func.PROFILE_RECORD: 3,
+    Func.NETWORK_ADDRESS: 0,
+    Func.ARCHIVE_SEARCH: 11,
+    Func.IDENTIFY: 2,
+}
+_ERROR_DATA = 2  # CODE 00
+_FUNC_BYTES = frozenset(int(f) for f in Func)
+#: largest DATA we hunt for by CRC (daily/profile records without a size hint, writes)
+MAX_HUNTED_DATA = 250
+#: the buffer never holds more than this many bytes (oldest dropped and counted)
+MAX_BUFFER = 2048
+
+
+class _Kind(enum.Enum):
+    FRAME = "frame"  # a complete valid frame we want
+    FOREIGN = "foreign"  # a complete valid frame we do not want (other address, stale, echo)
+    BAD_CRC = "bad-crc"  # a complete plausible frame whose CRC is wrong
+    GARBAGE = "garbage"  # cannot start a frame here
+    NEED_MORE = "need-more"  # may start a frame, incomplete
+
+
+_NEED = (_Kind.NEED_MORE, 0)
+_GARBAGE = (_Kind.GARBAGE, 0)
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """What a decoder discarded, and how many frames it delivered."""
+
+    frames: int = 0
+    discarded_bytes: int = 0
+    crc_errors: int = 0
+    foreign_frames: int = 0  # valid frames not for the request in flight (incl. our own echo)
+    invalid_frames: int = 0  # valid CRC but content we cannot parse
+
+
+def _hunt(buf: bytearray, s: int, header: int, sizes: Iterable[int]) -> tuple[_Kind, int]:
+    """Shortest ``header + size + 2`` with a valid CRC; for DATA whose length §4 does not give."""
+    avail = len(buf) - s
+    for size in sizes:
+        total = header + size + 2
+        if total > avail:
+            return _NEED
+        if crc_ok(bytes(buf[s : s + total])):
+            return _Kind.FRAME, total
+    return _Kind.BAD_CRC, 0
+
+
+def _complete(buf: bytearray, s: int, total: int) -> tuple[_Kind, int]:
+    if len(buf) - s < total:
+        return _NEED
+    return (_Kind.FRAME, total) if crc_ok(bytes(buf[s : s + total])) else (_Kind.BAD_CRC, 0)
+
+
+class _Framer:
+    """Buffer, statistics and the resynchronising loop shared by both decoders."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.stats = DecoderStats()
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buf += data
+        excess = len(self._buf) - MAX_BUFFER
+        if excess > 0:
+            del self._buf[:excess]
+            self.stats.discarded_bytes += excess
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting in the buffer."""
+        return len(self._buf)
+
+    def clear(self) -> int:
+        """Drop buffered bytes (e.g. after a timeout); returns and counts how many."""
+        n = len(self._buf)
+        self._buf.clear()
+        self.stats.discarded_bytes += n
+        return n
+
+    def _classify(self, s: int) -> tuple[_Kind, int]:
+        raise NotImplementedError
+
+    def _take_frame(self) -> bytes | None:
+        """The next wanted frame's bytes, or None; discards everything unwanted before it."""
+        buf = self._buf
+        while buf:
+            kind, length = self._classify(0)
+            if kind is _Kind.FRAME:
+                frame = bytes(buf[:length])
+                del buf[:length]
+                return frame
+            if kind is _Kind.FOREIGN:
+                del buf[:length]
+                self.stats.foreign_frames += 1
+            elif kind is _Kind.BAD_CRC or kind is _Kind.GARBAGE:
+                # resynchronise: drop one byte and hunt again from the next one
+                self.stats.crc_errors += kind is _Kind.BAD_CRC
+                del buf[:1]
+                self.stats.discarded_bytes += 1
+            else:
+                # incomplete: wait, unless a complete frame already starts further on
+                skip = self._complete_frame_after()
+                if skip is None:
+                    return None
+                del buf[:skip]
+                self.stats.discarded_bytes += skip
+        return None
+
+    def _complete_frame_after(self) -> int | None:
+        for k in range(1, len(self._buf)):
+            if self._classify(k)[0] in (_Kind.FRAME, _Kind.FOREIGN):
+                return k
+        return None
+
+
+def _generic_reply(buf: bytearray, s: int, width: int) -> tuple[_Kind, int]:
+    """A reply of any address and function: a valid one is FOREIGN (not for the request)."""
+    avail = len(buf) - s
+    if avail <= width:
+        return _NEED
+    f = buf[s + width]
+    if f & ERROR_FLAG and f != Func.IDENTIFY and (f & ~ERROR_FLAG) in _FUNC_BYTES:
+        size = _ERROR_DATA
+    elif f == Func.READ:
+        if avail <= width + 2:
+            return _NEED
+        size = 2 + buf[s + width + 2]
+    elif f in _FUNC_BYTES and Func(f) in _FIXED_REPLY_DATA:
+        size = _FIXED_REPLY_DATA[Func(f)]
+    else:
+        return _GARBAGE
+    kind, total = _complete(buf, s, width + 1 + size + 2)
+    if kind is _Kind.FRAME:
+        return _Kind.FOREIGN, total
+    return _NEED if kind is _Kind.NEED_MORE else _GARBAGE
+
+
+class FrameDecoder(_Framer):
+    """Master-side decoder: ``expect(request)``, ``feed(data)``, then ``next_frame()``.
+
+    ``next_frame()`` returns the reply to the request in flight (its normal or error reply) or None
+    when more data is needed; it never raises for peer data. Once the reply is returned,
+    ``next_frame()`` returns None (leaving later bytes buffered) until the next ``expect()``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._request: Request | None = None
+        self._answered = False
+        self._echo = b""
+
+    @property
+    def in_flight(self) -> Request | None:
+        """The request whose reply is awaited (None once answered)."""
+        return None if self._answered else self._request
+
+    def expect(self, request: Request) -> None:
+        """Name the request just sent; its reply is what ``next_frame()`` looks for."""
+        self._request = request
+        self._answered = False
+        self._echo = request.encode()
+
+    def next_frame(self) -> Reply | None:
+        """The reply to the request in flight, or None (need more data)."""
+        request = self._request
+        if request is None:
+            raise CodecUsageError("next_frame() called before expect(): no request in flight")
+        if self._answered:
+            return None
+        while (frame := self._take_frame()) is not None:
+            try:
+                reply = _parse_reply(frame, request)
+            except FrameError:
+                self.stats.invalid_frames += 1
+                continue
+            self.stats.frames += 1
+            self._answered = True
+            return reply
+        return None
+
+    def _classify(self, s: int) -> tuple[_Kind, int]:
+        assert self._request is not None
+        buf, echo = self._buf, self._echo
+        avail = len(buf) - s
+        # Some RS-485 converters and GSM modules echo what we sent: our own request is not a reply.
+        if avail >= len(echo) and buf[s : s + len(echo)] == echo:
+            return _Kind.FOREIGN, len(echo)
+        maybe_echo = avail < len(echo) and echo.startswith(bytes(buf[s:]))
+        kind, total = self._classify_ours(s)
+        if kind is _Kind.FRAME or kind is _Kind.NEED_MORE:
+            return kind, total
+        if maybe_echo:
+            return _NEED
+        generic = _generic_reply(buf, s, self._request.address.width)
+        if kind is _Kind.BAD_CRC and generic[0] is not _Kind.FOREIGN:
+            return _Kind.BAD_CRC, 0
+        return generic
+
+    def _classify_ours(self, s: int) -> tuple[_Kind, int]:
+        """FRAME/BAD_CRC/NEED_MORE if a reply to the request may start at ``s``, else GARBAGE."""
+        request = self._request
+        assert request is not None
+        buf = self._buf
+        avail = len(buf) - s
+        addr = request.address.encode()
+        w = len(addr)
+        if buf[s : s + min(avail, w)] != addr[: min(avail, w)]:
+            return _GARBAGE
+        if avail <= w:
+            return _NEED
+        f, func = buf[s + w], request.func
+        # C3 already has the error bit set: its replies are framed as identification only (§7).
+        if f == func | ERROR_FLAG and func is not Func.IDENTIFY:
+            return _complete(buf, s, w + 1 + _ERROR_DATA + 2)
+        if f != func:
+            return _GARBAGE
+        if func in (Func.READ, Func.WRITE):
+            if avail <= w + 1:
+                return _NEED
+            if buf[s + w + 1] != request.register:
+                return _GARBAGE  # a stale reply for another register is FOREIGN, found later
+            if func is Func.WRITE:  # the meter echoes REG VALUE… (§4)
+                return _complete(buf, s, w + 1 + len(request.data) + 2)
+            if avail <= w + 2:
+                return _NEED
+            return _complete(buf, s, w + 1 + 2 + buf[s + w + 2] + 2)
+        if func in _FIXED_REPLY_DATA:
+            return _complete(buf, s, w + 1 + _FIXED_REPLY_DATA[func] + 2)
+        if request.reply_size is not None:
+            return _complete(buf, s, w + 1 + request.reply_size + 2)
+        # Daily/profile record sizes are not known from §4 ([one source]): find them by CRC.
+        if func is Func.DAILY_RECORD:
+            sizes: Iterable[int] = range(6, MAX_HUNTED_DATA + 1, 4)
+        else:
+            sizes = range(5, MAX_HUNTED_DATA + 1)
+        return _hunt(buf, s, w + 1, sizes)
+
+
+def _u16(data: bytes) -> int:
+    return int.from_bytes(data[:2], "little")
+
+
+def _parse_reply(frame: bytes, request: Request) -> Reply:
+    """Build the reply object from a framed, CRC-checked reply to ``request``."""
+    w = request.address.width
+    addr = Address(int.from_bytes(frame[:w], "little"), w)
+    f, payload = frame[w], frame[w + 1 : -2]
+    if f != request.func:
+        code = payload[0]
+        known = code in ErrorCode._value2member_map_
+        return ErrorReply(addr, f & ~ERROR_FLAG, ErrorCode(code) if known else code)
+    return _reply_from_payload(addr, request.func, payload)
+
+
+def _reply_from_payload(addr: Address, func: Func, p: bytes) -> Reply:
+    """The one place where reply DATA layouts are read (§3, §4; §4 one-source ones included)."""
+    if func is Func.READ:
+        return ReadReply(addr, p[0], p[2:])
+    if func is Func.WRITE:
+        return WriteReply(addr, p[0], p[1:])
+    if func is Func.OPEN_SESSION:
+        return SessionReply(addr, p[0])
+    if func is Func.CLOSE_SESSION:
+        return CloseSessionReply(addr)
+    if func is Func.JOURNAL_COUNT:
+        return JournalCountReply(addr, _u16(p))
+    if func is Func.JOURNAL_RECORD:  # sec min hour day mon yy flags
+        return JournalRecordReply(addr, RecordTime.decode(p[:6], seconds=True), p[6])
+    if func is Func.DAILY_RECORD:  # ? min hour day mon yy + BCD32 blocks
+        if (len(p) - 6) % 4:
+            raise FrameError("daily record blocks are not a multiple of 4 bytes")
+        blocks = tuple(p[i : i + 4] for i in range(6, len(p), 4))
+        return DailyRecordReply(addr, RecordTime.decode(p[:6], seconds=True), blocks)
+    if func is Func.PROFILE_RECORD:  # min hour day mon yy + values
+        return ProfileRecordReply(addr, RecordTime.decode(p[:5], seconds=False), p[5:])
+    if func is Func.ARCHIVE_SEARCH:  # STATUS START END
+        return ArchiveSearchReply(addr, p[0], _u16(p[1:3]), _u16(p[3:5]))
+    if func is Func.NETWORK_ADDRESS:  # byte 9 of the frame is the address
+        return NetworkAddressReply(addr, p[4], p[:4])
+    # IDENTIFY: bytes 9..23 of the frame are the IMEI (§7)
+    imei = p[4:19]
+    if not imei.isascii():
+        raise FrameError("IMEI is not ASCII")
+    return IdentifyReply(addr, imei.decode("ascii"), p[:4])
+
+
+def decode_reply(frame: bytes, request: Request) -> Reply:
+    """Decode one whole reply frame to ``request``; raises ``FrameError`` if it is not one."""
+    decoder = FrameDecoder()
+    decoder.expect(request)
+    decoder.feed(frame)
+    reply = decoder.next_frame()
+    if reply is None or decoder.buffered or decoder.stats.discarded_bytes:
+        raise FrameError(f"not a valid reply to {request!r}: {bytes(frame).hex(' ').upper()}")
+    return reply
+
+
+class RequestDecoder(_Framer):
+    """Meter-side decoder (the simulator): ``feed(data)``, then ``next_request()``.
+
+    ``widths`` are the address widths tried at each position; a frame is accepted for the first
+    width whose function is known and whose CRC is valid.
+    """
+
+    def __init__(self, widths: Sequence[int] = (1, 4)) -> None:
+        super().__init__()
+        if not widths or any(w not in (1, 4) for w in widths):
+            raise CodecUsageError(f"address widths must be 1 and/or 4, got {widths!r}")
+        self._widths = tuple(widths)
+
+    def next_request(self) -> Request | None:
+        """The next request in the stream, or None (need more data)."""
+        while (frame := self._take_frame()) is not None:
+            for w in self._widths:
+                request = self._parse(frame, w)
+                if request is not None:
+                    self.stats.frames += 1
+                    return request
+            self.stats.invalid_frames += 1
+        return None
+
+    def _parse(self, frame: bytes, w: int) -> Request | None:
+        if len(frame) < w + 3 or frame[w] not in _FUNC_BYTES:
+            return None
+        func, data = Func(frame[w]), frame[w + 1 : -2]
+        if not crc_ok(frame) or (func in _REQUEST_DATA and len(data) != _REQUEST_DATA[func]):
+            return None
+        return Request(Address(int.from_bytes(frame[:w], "little"), w), func, data)
+
+    def _classify(self, s: int) -> tuple[_Kind, int]:
+        results = [self._classify_width(s, w) for w in self._widths]
+        frames = [r for r in results if r[0] is _Kind.FRAME]
+        if frames:
+            return min(frames, key=lambda r: r[1])
+        if any(r[0] is _Kind.NEED_MORE for r in results):
+            return _NEED
+        if any(r[0] is _Kind.BAD_CRC for r in results):
+            return _Kind.BAD_CRC, 0
+        return _GARBAGE
+
+    def _classify_width(self, s: int, w: int) -> tuple[_Kind, int]:
+        buf = self._buf
+        if len(buf) - s <= w:
+            return _NEED
+        f = buf[s + w]
+        if f not in _FUNC_BYTES:
+            return _GARBAGE
+        func = Func(f)
+        if func is Func.WRITE:  # REG VALUE…: the value size depends on the register; by CRC
+            return _hunt(buf, s, w + 1, range(2, MAX_HUNTED_DATA + 1))
+        return _complete(buf, s, w + 1 + _REQUEST_DATA[func] + 2)
+
+
+def decode_request(frame: bytes, widths: Sequence[int] = (1, 4)) -> Request:
+    """Decode one whole request frame; raises ``FrameError`` if it is not one."""
+    decoder = RequestDecoder(widths)
+    decoder.feed(frame)
+    request = decoder.next_request()
+    if request is None or decoder.buffered or decoder.stats.discarded_bytes:
+        raise FrameError(f"not a valid request: {bytes(frame).hex(' ').upper()}")
+    return request
