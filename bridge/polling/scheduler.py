@@ -1,0 +1,95 @@
+"""Poll-group triggers on APScheduler 3 — the only module that imports APScheduler (DESIGN.md rule 9).
+
+A trigger does nothing but call ``on_trigger(group)``, which enqueues work in channel workers and
+returns at once. Jobs are coroutine functions so ``AsyncIOScheduler`` runs them on the event loop
+(plain functions would go to a thread pool). Missed runs coalesce into one (``coalesce=True``) and a
+late run still fires within ``misfire_grace_time``; a trigger never runs twice at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bridge.config.model import PollGroup
+
+log = logging.getLogger(__name__)
+
+#: lateness (seconds) after which a cron run is skipped rather than fired late
+CRON_MISFIRE_GRACE = 60.0
+
+
+class PollScheduler:
+    """Fires ``on_trigger(group)`` for each poll group on its interval or cron schedule."""
+
+    def __init__(
+        self,
+        groups: Sequence[PollGroup],
+        on_trigger: Callable[[PollGroup], None],
+        run_at_start: bool = True,
+    ) -> None:
+        self._groups = tuple(groups)
+        self._on_trigger = on_trigger
+        self._run_at_start = run_at_start
+        self._scheduler: AsyncIOScheduler | None = None
+        self.fired: dict[str, int] = {g.name: 0 for g in self._groups}
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``shutdown()``."""
+        return self._scheduler is not None
+
+    def start(self) -> None:
+        """Add a job per poll group and start; call from the running event loop.
+
+        Interval groups fire once right away (``run_at_start``), so values appear without waiting
+        a whole interval; cron groups fire on their schedule only.
+        """
+        if self._scheduler is not None:
+            return
+        scheduler = AsyncIOScheduler()
+        for group in self._groups:
+            self._add(scheduler, group)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def shutdown(self) -> None:
+        """Stop firing; pending trigger coroutines are cancelled by the executor."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+    def _add(self, scheduler: AsyncIOScheduler, group: PollGroup) -> None:
+        async def fire() -> None:
+            self.fired[group.name] += 1
+            self._on_trigger(group)
+
+        if group.interval is not None:
+            if group.interval <= 0:
+                raise ValueError(f"poll group {group.name!r}: interval must be positive")
+            trigger: IntervalTrigger | CronTrigger = IntervalTrigger(seconds=group.interval)
+            grace = max(1.0, group.interval)
+            first: dict[str, datetime] = {}
+            if self._run_at_start:
+                first["next_run_time"] = datetime.now(scheduler.timezone)
+        elif group.cron is not None:
+            trigger = CronTrigger.from_crontab(group.cron, timezone=scheduler.timezone)
+            grace = CRON_MISFIRE_GRACE
+            first = {}
+        else:
+            raise ValueError(f"poll group {group.name!r} has neither interval nor cron")
+        scheduler.add_job(
+            fire,
+            trigger,
+            id=f"poll:{group.name}",
+            name=f"poll group {group.name}",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(max(1.0, grace)),
+            **first,
+        )
