@@ -1,0 +1,158 @@
+"""Register-map templates: one XML file per meter family (DESIGN.md rule 7, protocol notes §6).
+
+Built-in templates live in ``bridge/config/templates/`` (linked as ``mappings/templates/``) and are
+validated against ``template.xsd``. Problems are reported all at once, each as ``file:line: message``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import cast
+
+from lxml import etree
+
+from bridge.config.model import Origin, RegisterDef, RegisterFormat, Template
+
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+TEMPLATE_XSD = Path(__file__).with_name("template.xsd")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateProblem:
+    """One problem in a template file."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class TemplateError(ValueError):
+    """A template file cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[TemplateProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UnknownModelError(ValueError):
+    """No built-in template covers a meter model."""
+
+
+@functools.cache
+def _schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(TEMPLATE_XSD)))
+
+
+def _parse(path: Path) -> etree._ElementTree:
+    parser = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True)
+    try:
+        return etree.parse(str(path), parser)
+    except OSError as exc:
+        raise TemplateError([TemplateProblem(str(path), 0, f"cannot read template: {exc}")]) from exc
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno or 0
+        raise TemplateError([TemplateProblem(str(path), line, f"not well-formed XML: {exc.msg}")]) from exc
+
+
+def _validate(path: Path, doc: etree._ElementTree) -> None:
+    schema = _schema()
+    if schema.validate(doc):
+        return
+    problems = [
+        TemplateProblem(str(path), e.line, e.message)
+        for e in cast(Iterable[etree._LogEntry], schema.error_log)
+    ]
+    raise TemplateError(problems)
+
+
+def _line(el: etree._Element) -> int:
+    line = el.sourceline
+    return line if isinstance(line, int) else 0
+
+
+def _register(path: Path, el: etree._Element) -> RegisterDef:
+    # The XSD has checked presence, types and defaults are filled in here.
+    return RegisterDef(
+        name=el.get("name", ""),
+        number=int(el.get("number", "0")),
+        fmt=RegisterFormat(el.get("format", "")),
+        scale=float(el.get("scale", "1")),
+        unit=el.get("unit", ""),
+        description=el.get("description", ""),
+        energy=el.get("energy", "false") in ("true", "1"),
+        writable=el.get("writable", "false") in ("true", "1"),
+        origin=Origin(str(path), _line(el)),
+    )
+
+
+def _check(path: Path, registers: Iterable[RegisterDef]) -> None:
+    """Rules the XSD cannot express."""
+    problems = [
+        TemplateProblem(str(path), r.origin.line, f"register {r.name!r}: {msg}")
+        for r in registers
+        for msg in (
+            "only numeric registers can be energy registers" if r.energy and not r.is_numeric else "",
+            "only numeric registers can be writable" if r.writable and not r.is_numeric else "",
+        )
+        if msg
+    ]
+    if problems:
+        raise TemplateError(problems)
+
+
+def load_template(path: str | Path) -> Template:
+    """Load and validate one template file; raises ``TemplateError`` listing every problem."""
+    path = Path(path)
+    doc = _parse(path)
+    _validate(path, doc)
+    root = doc.getroot()
+    registers = [_register(path, el) for el in root.iter("register")]
+    _check(path, registers)
+    return Template(
+        name=root.get("name", ""),
+        models=tuple(root.get("models", "").split()),
+        registers=MappingProxyType({r.name: r for r in registers}),
+        origin=Origin(str(path), _line(root)),
+    )
+
+
+@functools.cache
+def _builtin() -> tuple[Template, ...]:
+    templates = tuple(load_template(p) for p in sorted(TEMPLATE_DIR.glob("*.xml")))
+    seen: dict[str, Template] = {}
+    problems: list[TemplateProblem] = []
+    for t in templates:
+        if t.name in seen:
+            problems.append(
+                TemplateProblem(
+                    t.origin.file,
+                    t.origin.line,
+                    f"template name {t.name!r} is also used by {seen[t.name].origin}",
+                )
+            )
+        seen[t.name] = t
+    if problems:
+        raise TemplateError(problems)
+    return templates
+
+
+def builtin_templates() -> dict[str, Template]:
+    """The built-in templates by name (loaded once; a new dict each call)."""
+    return {t.name: t for t in _builtin()}
+
+
+def template_for_model(model: str) -> str:
+    """Name of the built-in template for a meter model (``"107"`` → ``"milur-1phase"``)."""
+    wanted = model.strip()
+    for t in _builtin():
+        if wanted in t.models:
+            return t.name
+    known = ", ".join(sorted(m for t in _builtin() for m in t.models))
+    raise UnknownModelError(f"no built-in template for meter model {model!r} (known: {known})")
