@@ -51,5 +51,8 @@ async def no_leftovers() -> AsyncIterator[None]:
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not tasks, f"tasks left behind: {tasks}"
+    # the loop's default executor (run_in_executor(None, ...)) is the loop's, not the test's:
+    # shut it down so that its idle worker threads do not count as left behind
+    await asyncio.get_running_loop().shutdown_default_executor()
     threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     assert not threads, f"threads left behind: {threads}"
