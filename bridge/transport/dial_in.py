@@ -7,8 +7,9 @@ identity; from then on the socket carries ordinary Milur frames for every meter 
 - IMEI (default): send the C3 identification to ``FF FF FF FF`` and read the IMEI from the
   26-byte reply (§7, [one source]); the request is repeated a few times within the timeout in
   case the module was not listening yet;
-- serial number: read register 68 from ``identify_address`` **without opening a session** (a
-  meter that answers 08 "session closed" to it cannot be identified this way: use another method);
+- serial number: read register 68 from ``identify_address``; by default **without a session**,
+  or, for meters that answer 08 "session closed" to that, after opening a session with the
+  listener's ``identify_password`` (a refusal is final for that connection: §3 lockout);
 - peer address: the connection's IP address, no traffic at all.
 
 Unknown and unidentifiable connections are closed and logged with the peer address, at most once
@@ -26,15 +27,25 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bridge.config.model import ChannelConfig, IdentifyMethod, ListenerConfig, RegisterFormat
+from bridge.config.model import (
+    ChannelConfig,
+    IdentifyMethod,
+    ListenerConfig,
+    RegisterFormat,
+    Secret,
+)
 from bridge.protocol.milur.codec import FrameDecoder
 from bridge.protocol.milur.errors import ValueDecodeError
 from bridge.protocol.milur.frames import (
     Address,
+    ErrorReply,
     IdentifyReply,
     ReadReply,
+    Reply,
     Request,
+    SessionReply,
     identify_request,
+    open_session_request,
     read_request,
 )
 from bridge.protocol.milur.values import decode_value
@@ -137,6 +148,10 @@ class DialInTransport:
         return conn
 
 
+class _IdentificationRefused(Exception):
+    """The module or meter answered the identification with a refusal: do not ask again."""
+
+
 @dataclass(slots=True)
 class ListenerStats:
     """Counters of a dial-in listener."""
@@ -177,12 +192,22 @@ class DialInListener:
         *,
         log_interval: float = 300.0,
         keepalive: bool = True,
+        identify_password: Secret | None = None,
+        identify_level: int = 1,
     ) -> None:
-        """``channels``: identity → transport; more are added by ``transport_for()``."""
+        """``channels``: identity → transport; more are added by ``transport_for()``.
+
+        ``identify_password``/``identify_level``: for the serial-number method, open a session at
+        ``identify_address`` before reading register 68 (meters that refuse reads without one).
+        A refused password is never retried on that connection (§3 lockout); ``None`` (default)
+        reads without a session.
+        """
         self.config = config
         self.channels: dict[str, DialInTransport] = dict(channels or {})
         self.log_interval = log_interval
         self.keepalive = keepalive
+        self.identify_password = identify_password
+        self.identify_level = identify_level
         self.stats = ListenerStats()
         self._server: asyncio.Server | None = None
         self._connections: set[ByteConnection] = set()
@@ -302,6 +327,18 @@ class DialInListener:
                 )
                 conn.abort()
                 return
+            except _IdentificationRefused as exc:
+                self.stats.unidentified += 1
+                self._log_rejection(
+                    conn.peer_host,
+                    "listener %s: connection from %s refused identification (%s): %s; closed",
+                    c.name,
+                    conn.peer,
+                    c.method.value,
+                    exc,
+                )
+                conn.abort()
+                return
             except TransportError as exc:
                 log.debug("listener %s: %s went away during identification: %s", c.name, conn.peer, exc)
                 conn.abort()
@@ -336,36 +373,46 @@ class DialInListener:
         c = self.config
         if c.method is IdentifyMethod.PEER_ADDRESS:
             return conn.peer_host
+        slice_ = max(c.identify_timeout / IDENTIFY_ATTEMPTS, 0.05)
         if c.method is IdentifyMethod.IMEI:
             request = identify_request()
         else:
             address = Address(c.identify_address, c.identify_address_width)
             request = read_request(address, SERIAL_NUMBER_REGISTER)
-        slice_ = max(c.identify_timeout / IDENTIFY_ATTEMPTS, 0.05)
+            if self.identify_password is not None:
+                await self._open_identify_session(conn, address, slice_)
         while True:  # bounded by identify_timeout in the caller
-            identity = await self._ask(conn, request, slice_)
-            if identity:
-                return identity
+            reply = await self._exchange(conn, request, slice_)
+            if isinstance(reply, IdentifyReply):
+                return reply.imei.strip()
+            if isinstance(reply, ReadReply):
+                try:
+                    return str(decode_value(RegisterFormat.ASCII, reply.value)).strip()
+                except ValueDecodeError:
+                    pass
+            if isinstance(reply, ErrorReply):
+                raise _IdentificationRefused(f"error {reply.code:02X} ({reply.meaning})")
 
-    async def _ask(self, conn: ByteConnection, request: Request, limit: float) -> str | None:
-        """Send one identification request; the identity, or None if nothing usable came."""
+    async def _open_identify_session(self, conn: ByteConnection, address: Address, limit: float) -> None:
+        """Open a session before reading reg 68, for meters that want one. A refusal is final."""
+        assert self.identify_password is not None
+        request = open_session_request(address, self.identify_level, self.identify_password.reveal())
+        while True:  # a pure timeout is retried (bounded by the caller), a refusal is not (§3)
+            reply = await self._exchange(conn, request, limit)
+            if isinstance(reply, SessionReply):
+                return
+            if isinstance(reply, ErrorReply):
+                raise _IdentificationRefused(f"session refused: error {reply.code:02X} ({reply.meaning})")
+
+    async def _exchange(self, conn: ByteConnection, request: Request, limit: float) -> Reply | None:
+        """Send one request; its reply, or None if nothing came within ``limit``."""
         decoder = FrameDecoder()
         decoder.expect(request)
         conn.discard_input()
         await conn.write(request.encode())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        while True:
-            reply = decoder.next_frame()
-            if isinstance(reply, IdentifyReply):
-                return reply.imei.strip()
-            if isinstance(reply, ReadReply) and reply.register == SERIAL_NUMBER_REGISTER:
-                try:
-                    return str(decode_value(RegisterFormat.ASCII, reply.value)).strip()
-                except ValueDecodeError:
-                    return None
-            if reply is not None:
-                continue  # an error reply or another frame: not an identity
+        while (reply := decoder.next_frame()) is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -373,6 +420,7 @@ class DialInListener:
                 decoder.feed(await conn.read(remaining))
             except ReadTimeout:
                 return None
+        return reply
 
     def _log_rejection(self, peer_host: str, message: str, *args: object) -> None:
         """Log a rejected connection at most once per ``log_interval`` for each peer IP."""

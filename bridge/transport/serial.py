@@ -6,9 +6,9 @@ Why two I/O paths:
   event loop watches it with ``loop.add_reader`` and bytes arrive with no thread and no polling;
   an unplugged adapter (a closed pty) shows as EIO/EOF on that descriptor and becomes
   ``TransportClosed`` at once;
-- a URL handler (``socket://``, ``rfc2217://``, ``loop://``) has no descriptor to watch, so reads
-  and writes run in the default thread executor, each read bounded to a short slice so that
-  ``close()`` never waits long.
+- a URL handler (``socket://``, ``rfc2217://``, ``loop://``) has no descriptor to watch, so its
+  open, reads and writes run in one worker thread owned by the transport (started by ``open()``,
+  joined by ``close()``), each read bounded to a short slice so that ``close()`` never waits long.
 
 This is the only module that imports pyserial (DESIGN.md rule 9).
 """
@@ -19,6 +19,9 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import serial
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 #: longest single blocking read of a URL handler in the executor (bounds close() latency)
 URL_READ_SLICE = 0.1
 _READ_CHUNK = 4096
+_T = TypeVar("_T")
 
 
 class SerialTransport:
@@ -48,6 +52,7 @@ class SerialTransport:
         self._waiter: asyncio.Future[None] | None = None
         self._lost_reason = ""
         self._url_read: asyncio.Future[bytes] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"SerialTransport({self.name!r}, {self.settings.port!r}, open={self.is_open})"
@@ -63,9 +68,9 @@ class SerialTransport:
             return
         await self.close()
         s = self.settings
-        try:
-            port = await asyncio.to_thread(
-                serial.serial_for_url,
+
+        def open_port() -> serial.Serial:
+            return serial.serial_for_url(
                 s.port,
                 baudrate=s.baudrate,
                 bytesize=s.bytesize,
@@ -74,7 +79,15 @@ class SerialTransport:
                 timeout=0,
                 write_timeout=0,
             )
+
+        try:
+            if "://" in s.port:  # a URL handler may block (network): open it in our thread
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"serial {self.name}")
+                port = await self._in_thread(open_port)
+            else:  # a device node opens non-blocking at once
+                port = open_port()
         except (serial.SerialException, OSError, ValueError) as exc:
+            await self.close()
             raise TransportUnavailable(f"channel {self.name}: cannot open {s.port}: {exc}") from exc
         fd = getattr(port, "fd", None)
         self._port = port
@@ -101,6 +114,10 @@ class SerialTransport:
             with contextlib.suppress(Exception):
                 port.close()
         self._buffer.clear()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Idle by now (the last read slice was awaited above): joining takes no time.
+            executor.shutdown(wait=True)
 
     async def write(self, data: bytes) -> None:
         """Send bytes; ``TransportClosed`` if the port is closed or fails."""
@@ -109,7 +126,7 @@ class SerialTransport:
             await self._write_fd(self._fd, data)
             return
         try:
-            await asyncio.to_thread(port.write, data)
+            await self._in_thread(port.write, data)
         except (serial.SerialException, OSError, TypeError) as exc:
             self._lost(str(exc))
             raise TransportClosed(f"channel {self.name}: write failed: {exc}") from exc
@@ -206,7 +223,7 @@ class SerialTransport:
         deadline = loop.time() + limit
         while not self._buffer:
             port = self._open_port()
-            self._url_read = asyncio.ensure_future(asyncio.to_thread(_read_available, port))
+            self._url_read = asyncio.ensure_future(self._in_thread(_read_available, port))
             try:
                 data = await asyncio.shield(self._url_read)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
@@ -217,6 +234,11 @@ class SerialTransport:
             self._buffer += data
             if not self._buffer and loop.time() >= deadline:
                 raise ReadTimeout(f"channel {self.name}: no byte within {limit:g} s")
+
+    async def _in_thread(self, func: Callable[..., _T], *args: object) -> _T:
+        if self._executor is None:
+            raise TransportClosed(f"channel {self.name}: not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     # -- common --------------------------------------------------------------------------------
     def _open_port(self) -> serial.Serial:
