@@ -27,41 +27,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bridge.config.model import (
-    ChannelConfig,
-    IdentifyMethod,
-    ListenerConfig,
-    RegisterFormat,
-    Secret,
-)
-from bridge.protocol.milur.codec import FrameDecoder
-from bridge.protocol.milur.errors import ValueDecodeError
-from bridge.protocol.milur.frames import (
-    Address,
-    ErrorReply,
-    IdentifyReply,
-    ReadReply,
-    Reply,
-    Request,
-    SessionReply,
-    identify_request,
-    open_session_request,
-    read_request,
-)
-from bridge.protocol.milur.values import decode_value
-from bridge.transport.errors import (
-    ReadTimeout,
-    TransportClosed,
-    TransportError,
-    TransportUnavailable,
-)
+from bridge.config.model import ChannelConfig, ListenerConfig, Secret
+from bridge.transport.errors import TransportClosed, TransportError, TransportUnavailable
+from bridge.transport.identification import IdentificationRefused, identify_connection
 from bridge.transport.stream import ByteConnection, enable_keepalive
 
 log = logging.getLogger(__name__)
-
-SERIAL_NUMBER_REGISTER = 68
-#: identification requests sent within ``identify_timeout`` (IMEI and serial-number methods)
-IDENTIFY_ATTEMPTS = 3
 
 
 class DialInTransport:
@@ -146,10 +117,6 @@ class DialInTransport:
         if conn is None:
             raise TransportClosed(f"channel {self.name}: module not connected")
         return conn
-
-
-class _IdentificationRefused(Exception):
-    """The module or meter answered the identification with a refusal: do not ask again."""
 
 
 @dataclass(slots=True)
@@ -314,7 +281,9 @@ class DialInListener:
         try:
             try:
                 async with asyncio.timeout(c.identify_timeout):
-                    identity = await self._identify(conn)
+                    identity = await identify_connection(
+                        conn, c, password=self.identify_password, level=self.identify_level
+                    )
             except TimeoutError:
                 self.stats.unidentified += 1
                 self._log_rejection(
@@ -327,7 +296,7 @@ class DialInListener:
                 )
                 conn.abort()
                 return
-            except _IdentificationRefused as exc:
+            except IdentificationRefused as exc:
                 self.stats.unidentified += 1
                 self._log_rejection(
                     conn.peer_host,
@@ -367,60 +336,6 @@ class DialInListener:
         conn.discard_input()
         transport.attach(conn)
         log.info("listener %s: %s identified as %s (channel %s)", c.name, conn.peer, identity, transport.name)
-
-    # -- identification ------------------------------------------------------------------------
-    async def _identify(self, conn: ByteConnection) -> str:
-        c = self.config
-        if c.method is IdentifyMethod.PEER_ADDRESS:
-            return conn.peer_host
-        slice_ = max(c.identify_timeout / IDENTIFY_ATTEMPTS, 0.05)
-        if c.method is IdentifyMethod.IMEI:
-            request = identify_request()
-        else:
-            address = Address(c.identify_address, c.identify_address_width)
-            request = read_request(address, SERIAL_NUMBER_REGISTER)
-            if self.identify_password is not None:
-                await self._open_identify_session(conn, address, slice_)
-        while True:  # bounded by identify_timeout in the caller
-            reply = await self._exchange(conn, request, slice_)
-            if isinstance(reply, IdentifyReply):
-                return reply.imei.strip()
-            if isinstance(reply, ReadReply):
-                try:
-                    return str(decode_value(RegisterFormat.ASCII, reply.value)).strip()
-                except ValueDecodeError:
-                    pass
-            if isinstance(reply, ErrorReply):
-                raise _IdentificationRefused(f"error {reply.code:02X} ({reply.meaning})")
-
-    async def _open_identify_session(self, conn: ByteConnection, address: Address, limit: float) -> None:
-        """Open a session before reading reg 68, for meters that want one. A refusal is final."""
-        assert self.identify_password is not None
-        request = open_session_request(address, self.identify_level, self.identify_password.reveal())
-        while True:  # a pure timeout is retried (bounded by the caller), a refusal is not (§3)
-            reply = await self._exchange(conn, request, limit)
-            if isinstance(reply, SessionReply):
-                return
-            if isinstance(reply, ErrorReply):
-                raise _IdentificationRefused(f"session refused: error {reply.code:02X} ({reply.meaning})")
-
-    async def _exchange(self, conn: ByteConnection, request: Request, limit: float) -> Reply | None:
-        """Send one request; its reply, or None if nothing came within ``limit``."""
-        decoder = FrameDecoder()
-        decoder.expect(request)
-        conn.discard_input()
-        await conn.write(request.encode())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while (reply := decoder.next_frame()) is None:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            try:
-                decoder.feed(await conn.read(remaining))
-            except ReadTimeout:
-                return None
-        return reply
 
     def _log_rejection(self, peer_host: str, message: str, *args: object) -> None:
         """Log a rejected connection at most once per ``log_interval`` for each peer IP."""
