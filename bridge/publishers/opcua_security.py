@@ -117,7 +117,11 @@ class TrustListValidator:
 
     def __init__(self, pki: PkiPaths) -> None:
         self._pki = pki
-        self._store = TrustStore([pki.trusted], [])
+        self._validator = self._make_validator(TrustStore([pki.trusted], []))
+        self._logged: set[str] = set()
+
+    @staticmethod
+    def _make_validator(store: TrustStore) -> CertificateValidator:
         options = (
             CertificateValidatorOptions.TIME_RANGE
             | CertificateValidatorOptions.URI
@@ -125,12 +129,16 @@ class TrustListValidator:
             | CertificateValidatorOptions.REVOKED
             | CertificateValidatorOptions.PEER_CLIENT
         )
-        self._validator = CertificateValidator(options, self._store)
-        self._logged: set[str] = set()
+        return CertificateValidator(options, store)
 
     async def load(self) -> None:
-        """(Re)load the trust list."""
-        await self._store.load()
+        """(Re)load the trust list; an empty trusted/ trusts nobody."""
+        store = TrustStore([self._pki.trusted], [])
+        try:
+            await store.load()
+        except ValueError:  # cryptography refuses an empty store: keep it unloaded (trusts nobody)
+            store = TrustStore([self._pki.trusted], [])
+        self._validator = self._make_validator(store)
 
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
         """Raise ServiceError(BadCertificate...) for a certificate we do not accept."""
