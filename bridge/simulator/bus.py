@@ -118,13 +118,19 @@ class BusConnection:
     def feed(self, data: bytes, *, packet: bool = False) -> list[Answer]:
         """Bytes from the master; returns the answers to send, in order.
 
-        ``packet=True`` says ``data`` is one whole packet delimited by line silence (serial): an
-        8-byte packet then counts for the 104 quirk even when it is not a valid frame. A lone ``FF``
-        (its own packet on serial, its own read on TCP) is the 104 wake byte and is not framed.
+        ``packet=True`` says ``data`` is one whole packet delimited by line silence (serial): like
+        a real meter, the receiver starts afresh after the silence, an 8-byte packet counts for the
+        104 quirk even when it is not a valid frame, and a lone ``FF`` packet is the wake byte.
+        On a stream (TCP) a lone ``FF`` read while no frame is half received also wakes the 104s,
+        but is still framed: it may be the first byte of a frame to address 255 split by TCP.
         """
-        if data == WAKE_BYTE:
+        if packet:
+            self._decoder.clear()
+            if data == WAKE_BYTE:
+                self.bus.wake()
+                return []
+        elif data == WAKE_BYTE and not self._decoder.buffered:
             self.bus.wake()
-            return []
         self._decoder.feed(data)
         answers: list[Answer] = []
         # A packet makes the 104s deaf only to requests *after* it: route first, then note it.
