@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import cast
+from typing import Protocol, cast
 
 from bridge.transport.errors import ReadTimeout, TransportClosed
+
+
+class SocketOptions(Protocol):
+    """What we need of a socket: ``socket.socket`` or asyncio's ``TransportSocket`` wrapper."""
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None:
+        """Set an option."""
+
+    def getsockopt(self, level: int, option: int, /) -> int:
+        """Read an option."""
+
 
 #: received bytes kept at most; beyond that the oldest are dropped (a flooding peer, never a frame)
 MAX_BUFFERED = 64 * 1024
@@ -81,12 +92,12 @@ class ByteConnection(asyncio.Protocol):
         return self._transport is not None and not self._closed
 
     @property
-    def socket(self) -> socket.socket | None:
-        """The underlying socket, if any."""
+    def socket(self) -> SocketOptions | None:
+        """The underlying socket (asyncio's ``TransportSocket`` wrapper), if any."""
         if self._transport is None:
             return None
         sock = self._transport.get_extra_info("socket")
-        return sock if isinstance(sock, socket.socket) else None
+        return cast(SocketOptions, sock) if hasattr(sock, "setsockopt") else None
 
     async def write(self, data: bytes) -> None:
         """Send bytes, waiting while the send buffer is full."""
@@ -157,7 +168,7 @@ class ByteConnection(asyncio.Protocol):
 
 
 def enable_keepalive(
-    sock: socket.socket, idle: float = 60.0, interval: float = 10.0, count: int = 5
+    sock: SocketOptions, idle: float = 60.0, interval: float = 10.0, count: int = 5
 ) -> None:
     """Turn TCP keep-alive on, with idle/interval/count where the platform has them.
 
