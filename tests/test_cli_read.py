@@ -49,8 +49,9 @@ async def test_read_over_tcp_prints_engineering_values(tcp_meters, capsys) -> No
     server, meters = tcp_meters
     url = f"socket://127.0.0.1:{server.port}"
     names = ["voltage_a", "current_b", "frequency", "energy_active_import_total", "firmware"]
-    rc = await run_cli("read", "--channel", url, "--address", "255", "--model", "307",
-                       "--energy-scale", "0.001", *names)  # fmt: skip
+    rc = await run_cli(
+        "read", "--channel", url, "--address", "255", "--model", "307", "--energy-scale", "0.001", *names
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     lines = out.splitlines()
@@ -68,8 +69,17 @@ async def test_read_over_tcp_prints_engineering_values(tcp_meters, capsys) -> No
 async def test_read_detects_the_model_and_uses_a_four_byte_address(tcp_meters, capsys) -> None:
     server, meters = tcp_meters
     url = f"socket://127.0.0.1:{server.port}"
-    rc = await run_cli("read", "--channel", url, "--address", "49932",
-                       "--password", "010203040506", "serial_number", "voltage")  # fmt: skip
+    rc = await run_cli(
+        "read",
+        "--channel",
+        url,
+        "--address",
+        "49932",
+        "--password",
+        "010203040506",
+        "serial_number",
+        "voltage",
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert out.splitlines()[0] == "serial_number 012049932"
@@ -112,12 +122,22 @@ async def test_bad_crc_and_meter_error_exit_codes(tcp_meters, capsys) -> None:
 async def test_read_on_a_pseudo_terminal_with_the_104_wake_byte(tmp_path, capsys, no_leftovers) -> None:
     bus = SimulatedBus([SimulatedMeter("104", 7), SimulatedMeter("307", 8)])
     async with PtyLine(bus, 9600, turnaround=0.005) as line:
-        rc = await run_cli("read", "--channel", line.device, "--address", "7", "--model", "104",
-                           "frequency", "voltage", "frequency", "current")  # fmt: skip
+        rc = await run_cli(
+            "read",
+            "--channel",
+            line.device,
+            "--address",
+            "7",
+            "--model",
+            "104",
+            "frequency",
+            "voltage",
+            "frequency",
+            "current",
+        )
         out, err = capsys.readouterr()
         assert rc == 0, err
-        assert [x.split()[0] for x in out.splitlines()] == ["frequency", "voltage", "frequency",
-                                                            "current"]  # fmt: skip
+        assert [x.split()[0] for x in out.splitlines()] == ["frequency", "voltage", "frequency", "current"]
         rc = await run_cli("read", "--channel", line.device, "--address", "8", "voltage_b")
         out, err = capsys.readouterr()
         assert rc == 0, err and out.startswith("voltage_b ")
@@ -141,8 +161,18 @@ def test_read_usage_errors(capsys) -> None:
 
 def test_simulate_command_serves_tcp_until_interrupted(capsys) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "simulate", "--meter", "307:255",
-         "--meter", "107:49932,serial=012049932", "--tcp", "127.0.0.1:0"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "simulate",
+            "--meter",
+            "307:255",
+            "--meter",
+            "107:49932,serial=012049932",
+            "--tcp",
+            "127.0.0.1:0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -157,8 +187,7 @@ def test_simulate_command_serves_tcp_until_interrupted(capsys) -> None:
             lines.append(line.strip())
         port = next(int(x.rsplit(":", 1)[1]) for x in lines if x.startswith("tcp server"))
         assert "meter 107 address 49932 (4-byte) serial 012049932" in lines
-        rc = main(["read", "--channel", f"socket://127.0.0.1:{port}", "--address", "49932",
-                   "serial_number"])  # fmt: skip
+        rc = main(["read", "--channel", f"socket://127.0.0.1:{port}", "--address", "49932", "serial_number"])
         assert rc == 0 and capsys.readouterr().out == "serial_number 012049932\n"
     finally:
         proc.send_signal(signal.SIGINT)

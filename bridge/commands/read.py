@@ -97,9 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", required=True, type=int, help="meter address")
     parser.add_argument("--model", choices=("104", "105", "107", "305", "307"))
     parser.add_argument("--level", type=int, default=1, help="access level byte (default 1)")
-    parser.add_argument(
-        "--password", default="FFFFFFFFFFFF", help="6-byte password as 12 hex digits"
-    )
+    parser.add_argument("--password", default="FFFFFFFFFFFF", help="6-byte password as 12 hex digits")
     parser.add_argument("--timeout", type=float, default=2.0, help="reply timeout, seconds")
     parser.add_argument("--baudrate", type=int, default=9600)
     parser.add_argument("--address-width", choices=("auto", "1", "4"), default="auto")
@@ -173,8 +171,7 @@ class MeterSession:
             reply = self.transact(read_request(self.address, register))
         if isinstance(reply, ErrorReply):
             raise ReadFailure(
-                f"meter {self.address} error {reply.code:02X} reading register {register}: "
-                f"{reply.meaning}",
+                f"meter {self.address} error {reply.code:02X} reading register {register}: {reply.meaning}",
                 EXIT_METER_ERROR,
             )
         if not isinstance(reply, ReadReply):
@@ -227,9 +224,7 @@ def _read_all(session: MeterSession, args: argparse.Namespace) -> list[str]:
     names = args.names or sorted(template.registers, key=lambda n: template.registers[n].number)
     unknown = [n for n in names if n not in template.registers]
     if unknown:
-        raise ReadFailure(
-            f"unknown register(s) for model {model}: {', '.join(unknown)} (see --help)", 2
-        )
+        raise ReadFailure(f"unknown register(s) for model {model}: {', '.join(unknown)} (see --help)", 2)
     lines = []
     for name in names:
         reg = template.registers[name]

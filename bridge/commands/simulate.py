@@ -72,9 +72,7 @@ def build_spec(args: argparse.Namespace) -> SimulatorSpec:
     meters = list(base.meters) + [parse_meter(text) for text in args.meter]
     forms = list(base.forms)
     if args.pty:
-        forms.append(
-            FormSpec("pty", baudrate=args.baudrate, turnaround=args.turnaround, link=args.link)
-        )
+        forms.append(FormSpec("pty", baudrate=args.baudrate, turnaround=args.turnaround, link=args.link))
     for text in args.tcp:
         host, port = parse_host_port(text)
         forms.append(FormSpec("tcp", host=host, port=port))

@@ -129,9 +129,7 @@ class SimulatedMeter:
             phases=1 if model in SINGLE_PHASE_MODELS else 3,
             seed=address if seed is None else seed,
         )
-        self._by_number: dict[int, RegisterDef] = {
-            r.number: r for r in self.template.registers.values()
-        }
+        self._by_number: dict[int, RegisterDef] = {r.number: r for r in self.template.registers.values()}
         self._load.update(self.now(), self.wall_time())
 
     def __repr__(self) -> str:
@@ -228,9 +226,7 @@ class SimulatedMeter:
         if reg.name == "energy_active_import_total":
             tariffs = [r for r in self.template.registers.values() if _TARIFF.fullmatch(r.name)]
             if tariffs:
-                return sum(
-                    encoding.energy_raw(values.get(t.name, 0.0), self.scale_of(t)) for t in tariffs
-                )
+                return sum(encoding.energy_raw(values.get(t.name, 0.0), self.scale_of(t)) for t in tariffs)
         return encoding.energy_raw(values.get(reg.name, 0.0), scale)
 
     # ------------------------------------------------------------------ requests
@@ -278,9 +274,7 @@ class SimulatedMeter:
             value = self.register_value(data[0])
             if value is None:
                 return error(E_ILLEGAL_ADDRESS)
-            return encoding.frame(
-                self.address, width, func, bytes([data[0], len(value)]) + value
-            )
+            return encoding.frame(self.address, width, func, bytes([data[0], len(value)]) + value)
         return self._write(data, width)
 
     def _open_session(self, data: bytes, width: int) -> bytes:

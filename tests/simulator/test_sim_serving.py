@@ -152,9 +152,7 @@ async def test_dial_out_modem_is_silent_then_identifies_then_routes() -> None:
             assert raw[:4] == b"\xff" * 4 and raw[9:24].decode() == IMEI
             for meter in meters:
                 addr = Address(meter.address, meter.address_width)
-                reply = await transact(
-                    reader, writer, open_session_request(addr, 1, FACTORY), split=True
-                )
+                reply = await transact(reader, writer, open_session_request(addr, 1, FACTORY), split=True)
                 assert isinstance(reply, SessionReply)
             writer.close()
         assert modem.dials == 1
