@@ -147,6 +147,13 @@ class Collector:
         self.store.define(k for p in self.pollers.values() for k in p.tag_keys)
         for poller in self.pollers.values():
             poller.diag.define()
+        for group in mapping.poll_groups:
+            for name in group.meters:
+                polled = self.pollers.get(name)
+                if polled is None:
+                    log.error("poll group %s names unknown meter %s; ignored", group.name, name)
+                else:
+                    polled.registers_for(group)  # reports unknown registers now, once
 
     # -- routing ----------------------------------------------------------------------------
     def trigger(self, group: PollGroup) -> None:
@@ -176,7 +183,9 @@ class Collector:
 
     @staticmethod
     def _enqueue(worker: ChannelWorker, group: PollGroup, poller: MeterPoller) -> None:
-        registers = group.registers
+        registers = poller.registers_for(group)
+        if not registers:
+            return
         channel = worker.name
 
         async def job(link: Link) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bridge.config.model import MeterConfig, SiteMapping, TagConfig
+from bridge.config.model import MeterConfig, PollGroup, SiteMapping, TagConfig
 from bridge.drivers.errors import AuthenticationFailed, DriverError, MeterErrorReply
 from bridge.drivers.link import Link
 from bridge.drivers.milur import MilurDriver, RegisterReading
@@ -86,6 +86,8 @@ class MeterPoller:
             if tag.meter == meter.name:
                 self._tags.setdefault(tag.register, []).append(tag)
         self.tag_keys = [t.key for tags in self._tags.values() for t in tags]
+        self._known_registers = set(mapping.templates[meter.template].registers)
+        self._group_registers: dict[str, tuple[str, ...]] = {}
         self._identified = False
         self._auth_logged = False
         self._state = MeterState.WAITING
@@ -119,6 +121,25 @@ class MeterPoller:
             log.info("meter %s: answering again", self.meter.name)
         consecutive = min(self.health[p].consecutive_failures for p in self.paths)
         self.diag.update({"state": new.value, "consecutive_failures": consecutive})
+
+    def registers_for(self, group: PollGroup) -> tuple[str, ...]:
+        """The registers of ``group`` this meter's template has; the others are reported once."""
+        known = self._group_registers.get(group.name)
+        if known is None:
+            unknown = [r for r in group.registers if r not in self._known_registers]
+            if unknown:
+                log.error(
+                    "poll group %s: meter %s (template %s) has no register %s; not polled",
+                    group.name,
+                    self.meter.name,
+                    self.meter.template,
+                    ", ".join(unknown),
+                )
+                keys = [t.key for r in unknown for t in self._tags.get(r, ())]
+                self._store.set_failed(keys, Quality.Bad_ConfigurationError)
+            known = tuple(r for r in group.registers if r in self._known_registers)
+            self._group_registers[group.name] = known
+        return known
 
     # -- channel events ---------------------------------------------------------------------
     def channel_changed(self, channel: str, connected: bool) -> None:

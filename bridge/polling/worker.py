@@ -128,11 +128,12 @@ class ChannelWorker:
 
     async def _run(self) -> None:
         backoff = ReconnectBackoff(self.channel.reconnect_min, self.channel.reconnect_max)
-        if self.channel.kind is ChannelKind.DIAL_IN:
-            # until its module dials in and is identified, a dial-in channel is not connected
-            self._set_connected(False)
         while True:
             if not self.transport.is_open:
+                if self.channel.kind is ChannelKind.DIAL_IN:
+                    # open() waits for the module to dial in and be identified, which may take
+                    # long: the channel is not connected meanwhile
+                    self._set_connected(False)
                 if not await self._open(backoff):
                     await asyncio.sleep(backoff.next_delay())
                     continue
@@ -154,9 +155,12 @@ class ChannelWorker:
     async def _open(self, backoff: ReconnectBackoff) -> bool:
         try:
             await self.transport.open()
-        except TransportUnavailable as exc:
+        except Exception as exc:
+            # TransportUnavailable is the expected case; anything else (a bad device path,
+            # permissions) is logged with its type and retried the same way
             if not self._down_logged:
-                log.warning("channel %s: cannot open: %s", self.name, exc or "unavailable")
+                reason = str(exc) if isinstance(exc, TransportUnavailable) else repr(exc)
+                log.warning("channel %s: cannot open: %s", self.name, reason or "unavailable")
                 self._down_logged = True
             self._set_connected(False)
             return False

@@ -41,9 +41,10 @@ async def test_dial_in_modules_identified_by_imei(no_leftovers, wait_until) -> N
         assert value(store, "channel:site0.connected") is False
 
         port = collector.listeners["gsm"].port
+        modems = []
         for sim, imei in zip(sims, IMEIS, strict=True):
             modem = DialOutModem(SimulatedBus([sim]), "127.0.0.1", port, imei, reconnect_delay=0.1)
-            await stack.enter_async_context(modem)
+            modems.append(await stack.enter_async_context(modem))
         stranger = DialOutModem(
             SimulatedBus([stranger_sim]), "127.0.0.1", port, STRANGER, reconnect=False
         )
@@ -61,6 +62,20 @@ async def test_dial_in_modules_identified_by_imei(no_leftovers, wait_until) -> N
             assert value(store, f"m{i}.diag.serial_number") == sim.serial_number
         await wait_until(lambda: collector.listeners["gsm"].stats.unknown >= 1, within=5)
         assert stranger_sim.counters.requests == 0  # the stranger never gets a meter's slot
+
+        # a module loses its connection and dials in again: polling carries on over the new one
+        before = store.get("m0.voltage")
+        assert before is not None and before.source_time is not None
+        modems[0].drop()
+        await wait_until(lambda: modems[0].dials >= 2, within=10, what="modem dialled again")
+        await wait_until(
+            lambda: (tv := store.get("m0.voltage")) is not None
+            and tv.quality is Quality.Good
+            and tv.source_time > before.source_time,  # type: ignore[operator]
+            within=10,
+            what="fresh values after the module dialled in again",
+        )
+        assert value(store, "channel:site0.identity") == IMEIS[0]
 
 
 class QualityLog:
