@@ -120,7 +120,9 @@ class MeterSession:
         self.timeout = timeout
         self.wake_byte = False
         self._baudrate = max(1, int(getattr(port, "baudrate", 9600) or 9600))
-        self.gap = max(0.005, 35.0 / self._baudrate)
+        # 3.5 character times (§1), but generously: a busy host must not merge the wake byte
+        # with the request that follows it
+        self.gap = max(0.03, 35.0 / self._baudrate)
         self._open: tuple[int, bytes] | None = None
 
     def transact(self, request: Request) -> Reply:
