@@ -11,7 +11,7 @@ every step either returns a frame, drops at least one byte, or waits for more da
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from bridge.protocol.milur.crc import crc_ok
@@ -164,9 +164,12 @@ class _Framer:
                 skip = self._complete_frame_after()
                 if skip is None:
                     return None
+                self._count_skipped(bytes(buf[:skip]))
                 del buf[:skip]
-                self.stats.discarded_bytes += skip
         return None
+
+    def _count_skipped(self, skipped: bytes) -> None:
+        self.stats.discarded_bytes += len(skipped)
 
     def _complete_frame_after(self) -> int | None:
         for k in range(1, len(self._buf)):
@@ -240,18 +243,25 @@ class FrameDecoder(_Framer):
             return reply
         return None
 
+    def _count_skipped(self, skipped: bytes) -> None:
+        if skipped == self._echo:  # an echo held back while it could have been our reply
+            self.stats.foreign_frames += 1
+        else:
+            super()._count_skipped(skipped)
+
     def _classify(self, s: int) -> tuple[_Kind, int]:
         assert self._request is not None
         buf, echo = self._buf, self._echo
         avail = len(buf) - s
+        kind, total = self._classify_ours(s)
+        # A write or close reply may be byte for byte the request (§4), and a request can be the
+        # start of its reply (a CRC ending in 00 looks like LEN 00): our reply goes first.
+        if kind is _Kind.FRAME or kind is _Kind.NEED_MORE:
+            return kind, total
         # Some RS-485 converters and GSM modules echo what we sent: our own request is not a reply.
         if avail >= len(echo) and buf[s : s + len(echo)] == echo:
             return _Kind.FOREIGN, len(echo)
-        maybe_echo = avail < len(echo) and echo.startswith(bytes(buf[s:]))
-        kind, total = self._classify_ours(s)
-        if kind is _Kind.FRAME or kind is _Kind.NEED_MORE:
-            return kind, total
-        if maybe_echo:
+        if avail < len(echo) and echo.startswith(bytes(buf[s:])):
             return _NEED
         generic = _generic_reply(buf, s, self._request.address.width)
         if kind is _Kind.BAD_CRC and generic[0] is not _Kind.FOREIGN:
@@ -360,45 +370,51 @@ def decode_reply(frame: bytes, request: Request) -> Reply:
 class RequestDecoder(_Framer):
     """Meter-side decoder (the simulator): ``feed(data)``, then ``next_request()``.
 
-    ``widths`` are the address widths tried at each position; a frame is accepted for the first
-    width whose function is known and whose CRC is valid.
+    ``widths`` are the address widths tried at each position. Some byte strings are valid requests
+    under both widths (e.g. ``00 02 00 00 02 …``: a write to 4-byte address 512, or a write to
+    1-byte address 0 with a longer value). ``addresses`` (the meters on the bus, optional) settles
+    that: a reading naming a known address wins; otherwise see ``_classify``.
     """
 
-    def __init__(self, widths: Sequence[int] = (1, 4)) -> None:
+    def __init__(self, widths: Sequence[int] = (1, 4), addresses: Collection[Address] | None = None) -> None:
         super().__init__()
         if not widths or any(w not in (1, 4) for w in widths):
             raise CodecUsageError(f"address widths must be 1 and/or 4, got {widths!r}")
         self._widths = tuple(widths)
+        self._addresses = frozenset(addresses) if addresses is not None else None
+        self._frame_width = self._widths[0]  # width of the frame _classify(0) last accepted
 
     def next_request(self) -> Request | None:
         """The next request in the stream, or None (need more data)."""
-        while (frame := self._take_frame()) is not None:
-            for w in self._widths:
-                request = self._parse(frame, w)
-                if request is not None:
-                    self.stats.frames += 1
-                    return request
-            self.stats.invalid_frames += 1
-        return None
-
-    def _parse(self, frame: bytes, w: int) -> Request | None:
-        if len(frame) < w + 3 or frame[w] not in _FUNC_BYTES:
+        frame = self._take_frame()
+        if frame is None:
             return None
-        func, data = Func(frame[w]), frame[w + 1 : -2]
-        if not crc_ok(frame) or (func in _REQUEST_DATA and len(data) != _REQUEST_DATA[func]):
-            return None
-        return Request(Address(int.from_bytes(frame[:w], "little"), w), func, data)
+        w = self._frame_width
+        self.stats.frames += 1
+        return Request(Address(int.from_bytes(frame[:w], "little"), w), Func(frame[w]), frame[w + 1 : -2])
 
     def _classify(self, s: int) -> tuple[_Kind, int]:
-        results = [self._classify_width(s, w) for w in self._widths]
-        frames = [r for r in results if r[0] is _Kind.FRAME]
+        # The two address widths can both frame the same bytes (§2: the form is [open]). A
+        # reading naming a known address wins, then a fixed-length reading over a write whose
+        # length was found by CRC, then the shorter frame, then the width listed first.
+        results = [(self._classify_width(s, w), w) for w in self._widths]
+        frames = [
+            (not self._known(s, w), self._buf[s + w] == Func.WRITE, total, i, w)
+            for i, ((kind, total), w) in enumerate(results)
+            if kind is _Kind.FRAME
+        ]
         if frames:
-            return min(frames, key=lambda r: r[1])
-        if any(r[0] is _Kind.NEED_MORE for r in results):
+            *_, total, _, self._frame_width = min(frames)
+            return _Kind.FRAME, total
+        kinds = {kind for (kind, _), _ in results}
+        if _Kind.NEED_MORE in kinds:
             return _NEED
-        if any(r[0] is _Kind.BAD_CRC for r in results):
-            return _Kind.BAD_CRC, 0
-        return _GARBAGE
+        return (_Kind.BAD_CRC, 0) if _Kind.BAD_CRC in kinds else _GARBAGE
+
+    def _known(self, s: int, w: int) -> bool:
+        if self._addresses is None:
+            return True
+        return Address(int.from_bytes(self._buf[s : s + w], "little"), w) in self._addresses
 
     def _classify_width(self, s: int, w: int) -> tuple[_Kind, int]:
         buf = self._buf
@@ -413,9 +429,11 @@ class RequestDecoder(_Framer):
         return _complete(buf, s, w + 1 + _REQUEST_DATA[func] + 2)
 
 
-def decode_request(frame: bytes, widths: Sequence[int] = (1, 4)) -> Request:
+def decode_request(
+    frame: bytes, widths: Sequence[int] = (1, 4), addresses: Collection[Address] | None = None
+) -> Request:
     """Decode one whole request frame; raises ``FrameError`` if it is not one."""
-    decoder = RequestDecoder(widths)
+    decoder = RequestDecoder(widths, addresses)
     decoder.feed(frame)
     request = decoder.next_request()
     if request is None or decoder.buffered or decoder.stats.discarded_bytes:
