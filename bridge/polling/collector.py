@@ -46,6 +46,7 @@ class Collector:
     ) -> None:
         self.mapping = mapping
         self.store = store
+        self._given_listeners = listeners
         self._own_listeners = listeners is None
         self._listeners: dict[str, DialInListener] = dict(listeners or {})
         self._transport_factory = transport_factory or create_transport
@@ -58,6 +59,7 @@ class Collector:
         self._scheduler: PollScheduler | None = None
         self._fired: Mapping[str, int] = {}
         self._started = False
+        self._built = False
 
     # -- accessors --------------------------------------------------------------------------
     @property
@@ -98,7 +100,8 @@ class Collector:
             return
         self._started = True
         try:
-            self._build()
+            if not self._built:
+                self._build()
             if self._own_listeners:
                 for listener in self._listeners.values():
                     await listener.start()
@@ -123,13 +126,37 @@ class Collector:
             for listener in self._listeners.values():
                 await listener.stop()
         self._started = False
+        self._built = False
+
+    async def apply(self, mapping: SiteMapping) -> None:
+        """Switch to a new mapping (configuration reload).
+
+        Polling stops, then starts again on the new mapping: tag values of meters that stay are
+        kept (with their qualities); keys of meters, tags and channels that are gone are removed
+        from the store. Dial-in modules of owned listeners dial in again.
+        """
+        was_started = self._started
+        await self.stop()
+        old_keys = self._owned_keys()
+        self.mapping = mapping
+        self._build()
+        self.store.remove(old_keys - self._owned_keys())
+        if was_started:
+            await self.start()
+
+    def _owned_keys(self) -> set[str]:
+        keys = {k for p in self.pollers.values() for k in (*p.tag_keys, *p.diag.keys())}
+        return keys | {k for w in self.workers.values() for k in w.diag_keys()}
 
     def _build(self) -> None:
+        """(Re)create listeners, workers and pollers for ``self.mapping`` and define their keys."""
         mapping = self.mapping
-        if self._own_listeners and not self._listeners:
-            self._listeners = {
-                lc.name: DialInListener(lc) for lc in mapping.listeners
-            }
+        if self._own_listeners:
+            self._listeners = {lc.name: DialInListener(lc) for lc in mapping.listeners}
+        else:
+            self._listeners = dict(self._given_listeners or {})
+        self.workers, self.pollers, self._users = {}, {}, {}
+        self._built = True
         for channel in mapping.channels:
             transport = self._transport_factory(channel, self._listeners)
             link = Link(transport, channel)

@@ -111,7 +111,8 @@ class MeterPoller:
         other = self.other_path(channel)
         return other is not None and self._connected[other] and self.health[other].healthy
 
-    def _refresh_state(self, reason: str = "") -> None:
+    def _refresh_state(self, reason: str = "", extra: Mapping[str, Scalar] | None = None) -> None:
+        """Recompute the published state; log a transition; publish it with ``extra`` fields."""
         new = best_state([self.health[p].state for p in self.paths])
         old, self._state = self._state, new
         failed = (MeterState.FAILING, MeterState.DEMOTED)
@@ -120,7 +121,7 @@ class MeterPoller:
         elif new is MeterState.OK and old in failed:
             log.info("meter %s: answering again", self.meter.name)
         consecutive = min(self.health[p].consecutive_failures for p in self.paths)
-        self.diag.update({"state": new.value, "consecutive_failures": consecutive})
+        self.diag.update({**(extra or {}), "state": new.value, "consecutive_failures": consecutive})
 
     def registers_for(self, group: PollGroup) -> tuple[str, ...]:
         """The registers of ``group`` this meter's template has; the others are reported once."""
@@ -172,29 +173,26 @@ class MeterPoller:
             return
         driver = self._drivers[channel]
         before = _LinkCounts.of(link)
-        meter_errors = 0
         try:
             if not self._identified:
                 await self._identify(driver, link)
             readings = await driver.read_registers(link, list(registers))
         except AuthenticationFailed:
-            self._count(link, before, 0)
-            self._on_auth_failed()
+            self._on_auth_failed(self._count(link, before, 0))
             return
         except CHANNEL_DOWN_ERRORS:
-            self._count(link, before, 0)
+            self.diag.update(self._count(link, before, 0))
             raise
         except DriverError as exc:
-            self._count(link, before, 1 if isinstance(exc, MeterErrorReply) else 0)
-            self._on_failure(channel, exc)
+            errors = 1 if isinstance(exc, MeterErrorReply) else 0
+            self._on_failure(channel, exc, self._count(link, before, errors))
             return
         meter_errors = self._publish_readings(registers, readings)
-        self._count(link, before, meter_errors, success=True)
+        diag = self._count(link, before, meter_errors, success=True)
+        diag["last_success"] = utcnow().isoformat(timespec="seconds")
+        diag["channel_in_use"] = channel
         health.success()
-        self.diag.update(
-            {"last_success": utcnow().isoformat(timespec="seconds"), "channel_in_use": channel}
-        )
-        self._refresh_state()
+        self._refresh_state(extra=diag)  # one batch of diagnostics per poll
 
     async def _identify(self, driver: MilurDriver, link: Link) -> None:
         # model/firmware/serial (regs 32, 33, 68; protocol notes §6) at first contact; the
@@ -235,7 +233,8 @@ class MeterPoller:
 
     def _count(
         self, link: Link, before: _LinkCounts, meter_errors: int, success: bool = False
-    ) -> None:
+    ) -> dict[str, Scalar]:
+        """The meter's counters after a poll (link counters are per channel: take the delta)."""
         after = _LinkCounts.of(link)
         requests = after.requests - before.requests
         d = self.diag
@@ -248,15 +247,15 @@ class MeterPoller:
         }
         if success and after.responses > before.responses:
             values["round_trip_ms"] = round(link.stats.last_round_trip * 1000.0, 3)
-        d.update(values)
+        return values
 
-    def _on_failure(self, channel: str, exc: DriverError) -> None:
+    def _on_failure(self, channel: str, exc: DriverError, diag: Mapping[str, Scalar]) -> None:
         self.health[channel].failure()
         if not self._other_serves(channel):
             self._store.set_failed(self.tag_keys, Quality.Bad_CommunicationError, self._bad_after)
-        self._refresh_state(f"{type(exc).__name__} on {channel}")
+        self._refresh_state(f"{type(exc).__name__} on {channel}", diag)
 
-    def _on_auth_failed(self) -> None:
+    def _on_auth_failed(self, diag: Mapping[str, Scalar]) -> None:
         for ch in self.paths:
             self.health[ch].auth_failed()
         if not self._auth_logged:
@@ -264,7 +263,7 @@ class MeterPoller:
             log.info("meter %s: state auth_failed; not polled until reset", self.meter.name)
             self._auth_logged = True
         self._store.set_failed(self.tag_keys, Quality.Bad_ConfigurationError)
-        self._refresh_state()
+        self._refresh_state(extra=diag)
 
     async def close_sessions(self, channel: str, link: Link) -> None:
         """Close the meter's session on ``channel`` (on shutdown)."""

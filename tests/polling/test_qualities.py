@@ -151,3 +151,27 @@ async def test_a_thousand_idle_dial_in_channels(no_leftovers, wait_until) -> Non
         assert len(asyncio.all_tasks()) - baseline <= n + 5
         assert all(w.queued() <= 1 for w in collector.workers.values())
         assert sum(quality(store, f"m{i}.voltage") is Quality.Bad_NotConnected for i in range(n)) == n
+
+
+async def test_apply_new_mapping_keeps_values_and_drops_removed_keys(
+    no_leftovers, wait_until
+) -> None:
+    a, b = SimulatedMeter("105", 1), SimulatedMeter("105", 2)
+    async with TcpMeterServer(SimulatedBus([a, b])) as server:
+        channel = tcp_channel("gw", server.port)
+        both = site([channel], [meter("a", "gw", 1), meter("b", "gw", 2)], interval=0.2)
+        only_a = site(
+            [channel], [meter("a", "gw", 1)], registers=("voltage", "frequency"), interval=0.2
+        )
+        async with running(both) as (collector, store):
+            await wait_until(lambda: quality(store, "b.voltage") is Quality.Good, within=10)
+            kept = store.get("a.voltage")
+            await collector.apply(only_a)
+            assert store.get("b.voltage") is None and store.get("b.diag.state") is None
+            current = store.get("a.voltage")
+            assert current is not None and kept is not None
+            assert current.source_time is not None and current.source_time >= kept.source_time  # type: ignore[operator]
+            await wait_until(lambda: quality(store, "a.frequency") is Quality.Good, within=10)
+            b_requests = b.counters.requests
+            await wait_until(lambda: collector.triggers["fast"] >= 3, within=5)
+            assert b.counters.requests == b_requests  # b is no longer polled
