@@ -1,0 +1,147 @@
+"""Loads a site mapping: lxml parse → XSD validation → typed model → cross-checks.
+
+``load_mapping(path)`` returns a frozen ``SiteMapping`` or raises ``MappingError`` with every
+problem found, each printed as ``file:line: message`` (DESIGN.md rule 6). Schema problems are
+reported on their own (cross-checks of a document of the wrong shape would only add noise); once
+the shape is right, every cross-check problem is reported at once, including those of the Modbus
+placement (``bridge/config/modbus_map.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from types import MappingProxyType
+from typing import cast
+
+from lxml import etree
+
+from bridge.config import sections
+from bridge.config.builder import MappingBuilder, line_of
+from bridge.config.checks import CrossChecks
+from bridge.config.errors import ConfigError, MappingError
+from bridge.config.model import SiteMapping, Template
+from bridge.config.schema_messages import PlainMessage, SchemaMessages, pick
+
+__all__ = ["MAPPING_XSD", "ConfigError", "MappingError", "load_mapping"]
+
+log = logging.getLogger(__name__)
+
+MAPPING_XSD = Path(__file__).with_name("mapping.xsd")
+SECTIONS = ("opcua", "modbus", "status", "storage", "export", "simulator")
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+@functools.cache
+def _schema() -> tuple[etree.XMLSchema, SchemaMessages]:
+    doc = etree.parse(str(MAPPING_XSD))
+    attributes = {str(a.get("name")) for a in doc.iter(f"{_XS}attribute")}
+    elements = {str(e.get("name")) for e in doc.iter(f"{_XS}element")}
+    return etree.XMLSchema(doc), SchemaMessages(attributes, elements)
+
+
+def _parse(path: Path) -> etree._ElementTree:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        return etree.parse(str(path), parser)
+    except OSError as exc:
+        raise MappingError([ConfigError(str(path), 0, f"cannot read the mapping: {exc}")]) from exc
+    except etree.XMLSyntaxError as exc:
+        errors = [
+            ConfigError(str(path), e.line, f"not well-formed XML: {e.message}")
+            for e in cast(Iterable[etree._LogEntry], exc.error_log)
+            if e.level >= etree.ErrorLevels.ERROR
+        ] or [ConfigError(str(path), exc.lineno or 0, f"not well-formed XML: {exc.msg}")]
+        raise MappingError(errors[:1]) from exc  # after the first, libxml2 mostly reports echoes
+
+
+def _validate(path: Path, doc: etree._ElementTree) -> None:
+    schema, messages = _schema()
+    if schema.validate(doc):
+        return
+    by_line: dict[int, list[PlainMessage]] = {}
+    for entry in cast(Iterable[etree._LogEntry], schema.error_log):
+        by_line.setdefault(entry.line, []).append(messages.rewrite(entry.message))
+    raise MappingError(
+        ConfigError(str(path), line, m.text) for line, msgs in by_line.items() for m in pick(msgs)
+    )
+
+
+def _templates() -> dict[str, Template]:
+    from bridge.config.templates import builtin_templates
+
+    return builtin_templates()
+
+
+def _modbus_errors(mapping: SiteMapping) -> list[ConfigError]:
+    # Imported lazily: the Modbus placement module is optional for the loader (docs/architecture.md).
+    try:
+        from bridge.config.modbus_map import check_modbus_map
+    except ImportError:
+        log.debug("bridge.config.modbus_map is not available; Modbus placement not checked")
+        return []
+    return list(check_modbus_map(mapping))
+
+
+def _build(path: Path, root: etree._Element) -> tuple[SiteMapping, list[ConfigError]]:
+    b = MappingBuilder(path)
+    settings: dict[str, object] = {}
+    first_line: dict[str, int] = {}
+    builders = {
+        "opcua": sections.opcua,
+        "modbus": sections.modbus,
+        "status": sections.status,
+        "storage": sections.storage,
+        "export": sections.export,
+        "simulator": sections.simulator,
+    }
+    for el in root.iterchildren(tag=etree.Element):
+        tag = str(el.tag)
+        if tag in builders:
+            if tag in first_line:
+                b.error(el, f"<{tag}> appears twice (first at line {first_line[tag]}); merge them")
+                continue
+            first_line[tag] = line_of(el)
+            settings[tag] = builders[tag](b, el)
+        elif tag == "listener":
+            b.listener(el)
+        elif tag == "channel":
+            b.channel(el)
+        elif tag == "poll-group":
+            b.poll_group(el)
+        elif tag == "tag":
+            b.tag(el, None)
+    templates = _templates()
+    checks = CrossChecks(str(path), b.built, templates)
+    checks.run()
+    mapping = SiteMapping(
+        source=str(path),
+        templates=MappingProxyType(templates),
+        listeners=tuple(b.built.listeners),
+        channels=tuple(b.built.channels),
+        meters=tuple(checks.meters),
+        poll_groups=tuple(checks.poll_groups),
+        tags=tuple(checks.tags),
+        **settings,  # type: ignore[arg-type]  # keys are SiteMapping field names
+    )
+    return mapping, b.errors + checks.errors
+
+
+def load_mapping(path: str | Path) -> SiteMapping:
+    """Parse, validate and check a mapping file; raises ``MappingError`` listing every problem."""
+    path = Path(path)
+    doc = _parse(path)
+    _validate(path, doc)
+    mapping, errors = _build(path, doc.getroot())
+    if not errors:
+        errors = _modbus_errors(mapping)
+    else:
+        try:
+            errors += _modbus_errors(mapping)
+        except Exception:  # noqa: BLE001  # a broken mapping may trip it; its errors are reported
+            log.debug("Modbus placement not checked: the mapping has other errors", exc_info=True)
+    if errors:
+        raise MappingError(errors)
+    return mapping
