@@ -12,32 +12,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bridge.config.modbus_map import (
-    STATUS_WORDS,
-    ModbusMap,
-    RegisterPlacement,
-    StatusBlock,
-    resolve_modbus_map,
-)
-from bridge.config.model import ModbusSettings, ModbusTable, SiteMapping
+from bridge.config.modbus_map import ModbusMap
+from bridge.config.model import ModbusSettings, SiteMapping
 from bridge.publishers.modbus_access import ClientGate
 from bridge.publishers.modbus_image import RegisterImage
+from bridge.publishers.modbus_layout import ServedLayout
 from bridge.publishers.modbus_server import ModbusTcpEndpoint
-from bridge.publishers.modbus_values import ValueEncoder
-from bridge.tags.keys import METER_STATES, meter_diag_key
-from bridge.tags.model import Quality, TagChange, TagValue
+from bridge.tags.model import TagChange
 from bridge.tags.store import TagStore
 
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH = 1.0  # seconds between refreshes of the age registers
-U16_MAX = 0xFFFF
 
 
 def event_loop_factory(settings: ModbusSettings) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """Uvloop's loop factory when ``settings.use_uvloop`` and uvloop is installed, else None.
+    """Return uvloop's loop factory when ``settings.use_uvloop`` and uvloop is installed, else None.
 
     The app chooses the loop: ``asyncio.Runner(loop_factory=event_loop_factory(settings))``.
     """
@@ -52,63 +44,12 @@ def event_loop_factory(settings: ModbusSettings) -> Callable[[], asyncio.Abstrac
 
 
 @dataclass(slots=True)
-class _ServedValue:
-    """One placement and its encoder."""
+class _Swap:
+    """A queued switch to a new layout (reload), applied by the update task in queue order."""
 
-    placement: RegisterPlacement
-    encoder: ValueEncoder
-
-
-def _severity(quality: Quality) -> tuple[int, int]:
-    rank = 0 if quality.is_good else 2 if quality.is_bad else 1
-    return rank, quality.modbus_code
-
-
-def _age(now: float, timestamp: float | None) -> int:
-    if timestamp is None:
-        return U16_MAX
-    return min(max(int(now - timestamp), 0), U16_MAX)
-
-
-class _MeterStatus:
-    """The status block of one meter and what it is computed from."""
-
-    def __init__(self, block: StatusBlock, keys: tuple[str, ...]) -> None:
-        self.block = block
-        self.keys = keys  # tags whose quality and source time the block summarises
-        self.quality = Quality.Bad_WaitingForInitialData
-        self.oldest: float | None = None
-        self.newest: float | None = None
-        self.failures = 0
-        self.state = 0  # METER_STATES index: "waiting"
-
-    def recompute(self, values: dict[str, TagValue]) -> None:
-        """Worst quality and oldest/newest source time of the meter's tags."""
-        current = [values[k] for k in self.keys if k in values]
-        if not current:
-            self.quality, self.oldest, self.newest = Quality.Bad_WaitingForInitialData, None, None
-            return
-        self.quality = max((tv.quality for tv in current), key=_severity)
-        times = [tv.source_time.timestamp() for tv in current if tv.source_time is not None]
-        self.newest = max(times) if times else None
-        self.oldest = min(times) if len(times) == len(self.keys) else None
-
-    def set_diagnostic(self, field: str, value: object) -> None:
-        """Take a meter diagnostic (consecutive failures, state) from the store."""
-        if field == "consecutive_failures":
-            self.failures = min(max(int(value), 0), U16_MAX) if isinstance(value, int) else 0
-        elif field == "state":
-            self.state = METER_STATES.index(value) if value in METER_STATES else U16_MAX
-
-    def registers(self, now: float) -> list[int]:
-        """The block's registers, in ``STATUS_FIELDS`` order."""
-        return [
-            self.quality.modbus_code,
-            _age(now, self.oldest),
-            self.failures,
-            self.state,
-            _age(now, self.newest),
-        ]
+    layout: ServedLayout
+    snapshot: list[TagChange]
+    done: asyncio.Future[None] = field(repr=False)
 
 
 class ModbusPublisher:
@@ -117,43 +58,23 @@ class ModbusPublisher:
     def __init__(self, mapping: SiteMapping, store: TagStore) -> None:
         """Resolve the register map (raises ``MappingError`` on a bad one); nothing starts yet."""
         self._store = store
-        self._settings = mapping.modbus
-        self.map: ModbusMap = resolve_modbus_map(mapping)
-        spans = [(p.unit_id, p.table, p.address, p.words) for p in self.map.placements]
-        spans += [
-            (b.unit_id, table, b.address, STATUS_WORDS)
-            for b in self.map.status_blocks
-            for table in ModbusTable
-        ]
-        self.image = RegisterImage(spans)
-        self.gate = ClientGate(self._settings.allow, self._settings.max_connections)
-        self._endpoint = ModbusTcpEndpoint(
-            self.image, self.gate, self._settings.host, self._settings.port
-        )
-        self._served: dict[str, list[_ServedValue]] = {}
-        for p in self.map.placements:
-            encoder = ValueEncoder(p.data_type, p.word_order, p.scale)
-            self._served.setdefault(p.key, []).append(_ServedValue(p, encoder))
-        self._statuses: list[_MeterStatus] = []
-        self._status_of_key: dict[str, list[_MeterStatus]] = {}
-        self._diagnostic_of_key: dict[str, tuple[_MeterStatus, str]] = {}
-        self._build_statuses(mapping)
-        self._values: dict[str, TagValue] = {}
-        self._clipped: set[str] = set()
-        self._pending: list[Sequence[TagChange]] = []
+        self._layout = ServedLayout(mapping)
+        settings = mapping.modbus
+        self.gate = ClientGate(settings.allow, settings.max_connections)
+        self._endpoint = ModbusTcpEndpoint(self.image, self.gate, settings.host, settings.port)
+        self._pending: list[Sequence[TagChange] | _Swap] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def _build_statuses(self, mapping: SiteMapping) -> None:
-        for block in self.map.status_blocks:
-            served = tuple(p.key for p in self.map.placements if p.tag.meter == block.meter)
-            keys = served or tuple(t.key for t in mapping.tags if t.meter == block.meter)
-            status = _MeterStatus(block, tuple(dict.fromkeys(keys)))
-            self._statuses.append(status)
-            for key in status.keys:
-                self._status_of_key.setdefault(key, []).append(status)
-            for field in ("consecutive_failures", "state"):
-                self._diagnostic_of_key[meter_diag_key(block.meter, field)] = (status, field)
+    @property
+    def map(self) -> ModbusMap:
+        """The register map being served."""
+        return self._layout.map
+
+    @property
+    def image(self) -> RegisterImage:
+        """The served registers (read them; only the update task writes them)."""
+        return self._layout.image
 
     @property
     def port(self) -> int:
@@ -163,6 +84,16 @@ class ModbusPublisher:
     def connections(self) -> int:
         """Open client connections."""
         return self._endpoint.connections()
+
+    def diagnostics(self) -> dict[str, object]:
+        """Counters for metrics: connections, requests, exception replies by code, refusals."""
+        requests, exceptions = self._endpoint.counters()
+        return {
+            "connections": self.connections(),
+            "requests": requests,
+            "exceptions": exceptions,
+            "refused": self.gate.refused,
+        }
 
     async def start(self) -> None:
         """Load the store's snapshot into the registers, then listen."""
@@ -176,12 +107,10 @@ class ModbusPublisher:
         except BaseException:
             await self.stop()
             raise
+        settings = self._layout.settings
         log.info(
             "modbus: serving %d values of %d unit ids on %s:%d",
-            len(self.map.placements),
-            len(self.image.units()),
-            self._settings.host,
-            self.port,
+            len(self.map.placements), len(self.image.units()), settings.host, self.port,
         )
 
     def on_changes(self, changes: Sequence[TagChange]) -> None:
@@ -190,6 +119,33 @@ class ModbusPublisher:
             return
         self._pending.append(changes)
         self._wakeup.set()
+
+    async def reload(self, mapping: SiteMapping) -> None:
+        """Serve a new mapping: new tags appear, removed ones disappear.
+
+        Clients stay connected unless the listen address changes; a new allow-list or connection
+        limit applies to new connections. A bad mapping raises ``MappingError`` and changes
+        nothing.
+        """
+        layout = ServedLayout(mapping)
+        old, new = self._layout.settings, mapping.modbus
+        if self._task is None:
+            self._layout = layout
+        else:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            snapshot = [TagChange(k, v) for k, v in self._store.snapshot().items()]
+            self._pending.append(_Swap(layout, snapshot, done))
+            self._wakeup.set()
+            await done
+        self.gate = ClientGate(new.allow, new.max_connections)
+        self._endpoint.set_gate(self.gate)
+        if (old.host, old.port) != (new.host, new.port):
+            running = self._task is not None
+            if running:
+                await self._endpoint.stop()
+            self._endpoint = ModbusTcpEndpoint(self.image, self.gate, new.host, new.port)
+            if running:
+                await self._endpoint.start()
 
     async def stop(self) -> None:
         """Stop serving, close clients, end the update task."""
@@ -202,12 +158,15 @@ class ModbusPublisher:
                 await task
             except asyncio.CancelledError:
                 pass
+        for item in self._pending:
+            if isinstance(item, _Swap) and not item.done.done():
+                item.done.cancel()
         self._pending.clear()
 
     # -- the update task (the only writer of the register image) -----------------------------
     async def _update_loop(self, ready: asyncio.Event) -> None:
         self._apply_pending()
-        self._write_statuses(self._statuses)
+        self._layout.write_statuses(self._layout.statuses, time.time())
         ready.set()
         next_refresh = time.monotonic() + STATUS_REFRESH
         while True:
@@ -218,59 +177,28 @@ class ModbusPublisher:
                 pass
             self._wakeup.clear()
             try:
-                dirty = self._apply_pending()
+                self._apply_pending()
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + STATUS_REFRESH
-                    self._write_statuses(self._statuses)
-                else:
-                    self._write_statuses(dirty)
+                    self._layout.write_statuses(self._layout.statuses, time.time())
             except Exception:  # a bug here must not stop serving the last good image
                 log.exception("modbus: updating the register image failed")
 
-    def _apply_pending(self) -> list[_MeterStatus]:
-        batches, self._pending = self._pending, []
-        dirty: dict[int, _MeterStatus] = {}
-        for batch in batches:
-            for change in batch:
-                self._apply(change, dirty)
-        for status in dirty.values():
-            status.recompute(self._values)
-        return list(dirty.values())
+    def _apply_pending(self) -> None:
+        items, self._pending = self._pending, []
+        for item in items:
+            if isinstance(item, _Swap):
+                self._swap(item)
+                continue
+            dirty = self._layout.apply(item)
+            self._layout.write_statuses(dirty, time.time())
 
-    def _apply(self, change: TagChange, dirty: dict[int, _MeterStatus]) -> None:
-        key, tv = change.key, change.value
-        for served in self._served.get(key, ()):
-            self._write_value(served, tv)
-        statuses = self._status_of_key.get(key)
-        if statuses:
-            self._values[key] = tv
-            for status in statuses:
-                dirty[id(status)] = status
-        diagnostic = self._diagnostic_of_key.get(key)
-        if diagnostic is not None:
-            status, field = diagnostic
-            status.set_diagnostic(field, tv.value)
-            dirty[id(status)] = status
-
-    def _write_value(self, served: _ServedValue, tv: TagValue) -> None:
-        p = served.placement
-        encoded = served.encoder.encode(tv.value)
-        if encoded.clipped != (p.key in self._clipped):
-            if encoded.clipped:
-                self._clipped.add(p.key)
-                log.warning(
-                    "modbus: %s = %r does not fit %s (scale %g); served saturated",
-                    p.key, tv.value, p.data_type.value, p.scale,
-                )
-            else:
-                self._clipped.discard(p.key)
-                log.info("modbus: %s fits %s again", p.key, p.data_type.value)
-        bad = self._settings.bad_value_exception and tv.quality.is_bad
-        self.image.write(p.unit_id, p.table, p.address, encoded.registers, bad)
-
-    def _write_statuses(self, statuses: Sequence[_MeterStatus]) -> None:
-        now = time.time()
-        for status in statuses:
-            registers = status.registers(now)
-            for table in ModbusTable:
-                self.image.write(status.block.unit_id, table, status.block.address, registers)
+    def _swap(self, swap: _Swap) -> None:
+        layout = swap.layout
+        layout.apply(swap.snapshot)
+        layout.write_statuses(layout.statuses, time.time())
+        self._layout = layout
+        self._endpoint.set_image(layout.image)
+        if not swap.done.done():
+            swap.done.set_result(None)
+        log.info("modbus: now serving %d values", len(layout.map.placements))

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from typing import cast
 
@@ -107,6 +109,8 @@ class _ClientConnection(ServerRequestHandler):
         connections = len(listener.active_connections) if listener is not None else 1
         if not self.bridge_server.gate.admit(host, connections):
             self.close()
+            return
+        _enable_keepalive(self.transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         """Frame MBAP requests and answer each one, in order."""
@@ -133,9 +137,13 @@ class BridgeTcpServer(ModbusTcpServer):
     """pymodbus TCP server answering from a ``RegisterImage``."""
 
     def __init__(self, image: RegisterImage, gate: ClientGate, host: str, port: int) -> None:
-        super().__init__(ImageContext(image), address=(host, port))
+        context = ImageContext(image)
+        super().__init__(context, address=(host, port))
+        self.image_context = context
         self.image = image
         self.gate = gate
+        self.requests = 0
+        self.exceptions: Counter[int] = Counter()  # exception code → replies
 
     def callback_new_connection(self) -> _ClientConnection:
         """A protocol object for each accepted socket."""
@@ -144,6 +152,7 @@ class BridgeTcpServer(ModbusTcpServer):
     def answer(self, transaction: int, unit: int, pdu: bytes, framer: FramerBase) -> bytes:
         """The complete reply ADU to one request PDU."""
         function = pdu[0]
+        self.requests += 1
         code: int
         if not self.image.has_unit(unit):
             code = ExceptionCode.GATEWAY_NO_RESPONSE
@@ -163,8 +172,22 @@ class BridgeTcpServer(ModbusTcpServer):
                     )
                     return framer.buildFrame(reply)
                 code = result
+        self.exceptions[code] += 1
         error = ExceptionResponse(function & 0x7F, code, device_id=unit, transaction=transaction)
         return framer.buildFrame(error)
+
+
+def _enable_keepalive(sock: socket.socket | None) -> None:
+    """TCP keep-alive so that a vanished client (half-open socket) frees its slot in ~90 s."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    except OSError:  # not a TCP socket (tests over other transports): nothing to tune
+        pass
 
 
 class ModbusTcpEndpoint:
@@ -188,6 +211,25 @@ class ModbusTcpEndpoint:
     def connections(self) -> int:
         """Number of open client connections."""
         return len(self._server.active_connections) if self._server is not None else 0
+
+    def set_image(self, image: RegisterImage) -> None:
+        """Answer from ``image`` from now on (reload; called by the update task)."""
+        self._image = image
+        if self._server is not None:
+            self._server.image = image
+            self._server.image_context.image = image
+
+    def set_gate(self, gate: ClientGate) -> None:
+        """Admit new clients with ``gate`` from now on."""
+        self._gate = gate
+        if self._server is not None:
+            self._server.gate = gate
+
+    def counters(self) -> tuple[int, dict[int, int]]:
+        """Requests answered and exception replies by code, since start."""
+        if self._server is None:
+            return 0, {}
+        return self._server.requests, dict(self._server.exceptions)
 
     async def start(self) -> None:
         """Bind and listen; raises OSError when the address cannot be bound."""
