@@ -61,15 +61,29 @@ def _parse(path: Path) -> etree._ElementTree:
         raise TemplateError([TemplateProblem(str(path), line, f"not well-formed XML: {exc.msg}")]) from exc
 
 
-def _validate(path: Path, doc: etree._ElementTree) -> None:
+def _schema_problems(path: Path, doc: etree._ElementTree) -> list[TemplateProblem]:
     schema = _schema()
     if schema.validate(doc):
-        return
-    problems = [
-        TemplateProblem(str(path), e.line, e.message)
-        for e in cast(Iterable[etree._LogEntry], schema.error_log)
-    ]
-    raise TemplateError(problems)
+        return []
+    log = cast(Iterable[etree._LogEntry], schema.error_log)
+    return [TemplateProblem(str(path), e.line, e.message) for e in log]
+
+
+_TRUE = ("true", "1")
+_NOT_NUMERIC = (RegisterFormat.ASCII.value, RegisterFormat.DATETIME.value)
+
+
+def _rule_problems(path: Path, root: etree._Element) -> list[TemplateProblem]:
+    """Rules the XSD cannot express, checked on the raw elements so all problems come at once."""
+    problems = []
+    for el in root.iter("register"):
+        if el.get("format") not in _NOT_NUMERIC:
+            continue
+        for flag in ("energy", "writable"):
+            if el.get(flag, "false").strip() in _TRUE:
+                message = f"register {el.get('name')!r}: only numeric registers can be {flag}"
+                problems.append(TemplateProblem(str(path), _line(el), message))
+    return problems
 
 
 def _line(el: etree._Element) -> int:
@@ -86,35 +100,21 @@ def _register(path: Path, el: etree._Element) -> RegisterDef:
         scale=float(el.get("scale", "1")),
         unit=el.get("unit", ""),
         description=el.get("description", ""),
-        energy=el.get("energy", "false") in ("true", "1"),
-        writable=el.get("writable", "false") in ("true", "1"),
+        energy=el.get("energy", "false").strip() in _TRUE,
+        writable=el.get("writable", "false").strip() in _TRUE,
         origin=Origin(str(path), _line(el)),
     )
-
-
-def _check(path: Path, registers: Iterable[RegisterDef]) -> None:
-    """Rules the XSD cannot express."""
-    problems = [
-        TemplateProblem(str(path), r.origin.line, f"register {r.name!r}: {msg}")
-        for r in registers
-        for msg in (
-            "only numeric registers can be energy registers" if r.energy and not r.is_numeric else "",
-            "only numeric registers can be writable" if r.writable and not r.is_numeric else "",
-        )
-        if msg
-    ]
-    if problems:
-        raise TemplateError(problems)
 
 
 def load_template(path: str | Path) -> Template:
     """Load and validate one template file; raises ``TemplateError`` listing every problem."""
     path = Path(path)
     doc = _parse(path)
-    _validate(path, doc)
     root = doc.getroot()
+    problems = _schema_problems(path, doc) + _rule_problems(path, root)
+    if problems:
+        raise TemplateError(sorted(problems, key=lambda p: p.line))
     registers = [_register(path, el) for el in root.iter("register")]
-    _check(path, registers)
     return Template(
         name=root.get("name", ""),
         models=tuple(root.get("models", "").split()),

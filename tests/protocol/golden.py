@@ -63,9 +63,7 @@ class Exchange:
 
 # The 26-byte C3 reply: FF FF FF FF C3, 4 bytes we do not know the meaning of, the IMEI at bytes
 # 9..23, CRC. Its CRC was computed with an independent bitwise CRC-16/MODBUS (tests/protocol/test_crc.py).
-IDENTIFY_REPLY_HEX = (
-    "FF FF FF FF C3 0C 01 00 00 " + " ".join(f"{b:02X}" for b in IMEI.encode()) + " F3 55"
-)
+IDENTIFY_REPLY_HEX = "FF FF FF FF C3 0C 01 00 00 " + " ".join(f"{b:02X}" for b in IMEI.encode()) + " F3 55"
 
 EXCHANGES: tuple[Exchange, ...] = (
     Exchange(

@@ -230,8 +230,9 @@ def test_session_reply_after_reply_with_bad_crc_and_partial_echo() -> None:
 
 
 DAILY = DailyRecordReply(
-    ADDR, RecordTime(0, 0, 23, 11, 26, 1), tuple(h(x) for x in ("44 11 10 00", "01 00 00 00",
-                                                              "02 00 00 00", "00 00 00 00"))
+    ADDR,
+    RecordTime(0, 0, 23, 11, 26, 1),
+    tuple(h(x) for x in ("44 11 10 00", "01 00 00 00", "02 00 00 00", "00 00 00 00")),
 )
 PROFILE = ProfileRecordReply(ADDR, RecordTime(30, 12, 23, 11, 26), h("10 00 20 00 00 00 05 00"))
 

@@ -128,9 +128,7 @@ def test_request_layouts_of_section_4() -> None:
     assert daily_record_request(ADDR, 5).encode()[:-2] == h("FF 0C 42 05 00")
     assert profile_record_request(ADDR, 0x1234).encode()[:-2] == h("FF 0D 10 34 12")
     assert network_address_request().encode()[:-2] == h("FF FF FF FF 0F")
-    search = archive_search_request(
-        ADDR, 0x10, datetime(2026, 11, 1, 0, 30), datetime(2026, 11, 2, 12, 0)
-    )
+    search = archive_search_request(ADDR, 0x10, datetime(2026, 11, 1, 0, 30), datetime(2026, 11, 2, 12, 0))
     assert search.encode()[:-2] == h("FF 10 10 1E 00 01 0B 1A 00 0C 02 0B 1A")
     bcd = archive_search_request(ADDR, 0x10, datetime(2026, 11, 1), datetime(2026, 11, 23), bcd=True)
     assert bcd.data[1:] == h("00 00 01 11 26 00 00 23 11 26")
@@ -156,8 +154,12 @@ def test_record_replies_and_their_interpretation() -> None:
     search = ArchiveSearchReply(ADDR, 3, 10, 700)
     assert search.status_name == "earlier_found"
     assert ArchiveSearchReply(ADDR, 99, 0, 0).status_name == "unknown(99)"
-    assert decode_reply(search.encode(), archive_search_request(ADDR, 1, datetime(2026, 1, 1),
-                                                                datetime(2026, 1, 2))) == search
+    assert (
+        decode_reply(
+            search.encode(), archive_search_request(ADDR, 1, datetime(2026, 1, 1), datetime(2026, 1, 2))
+        )
+        == search
+    )
 
     count = JournalCountReply(ADDR, 513)
     assert count.encode()[1:-2] == h("06 01 02")

@@ -142,9 +142,7 @@ def test_reply_round_trip(exchange: tuple[Request, Reply], chunk: int) -> None:
 
 @settings(max_examples=300)
 @given(st.binary(max_size=600), st.sampled_from(EXCHANGES), st.integers(1, 64))
-def test_random_bytes_never_raise_and_the_buffer_stays_bounded(
-    noise: bytes, exchange, chunk: int
-) -> None:
+def test_random_bytes_never_raise_and_the_buffer_stays_bounded(noise: bytes, exchange, chunk: int) -> None:
     decoder = FrameDecoder()
     decoder.expect(exchange.request)
     for i in range(0, len(noise), chunk):
@@ -166,9 +164,7 @@ def test_random_bytes_never_raise_and_the_buffer_stays_bounded(
 
 @settings(max_examples=300)
 @given(st.binary(max_size=200), st.binary(max_size=50), st.sampled_from(EXCHANGES), st.integers(1, 16))
-def test_a_reply_is_found_after_any_noise(
-    before: bytes, after: bytes, exchange, chunk: int
-) -> None:
+def test_a_reply_is_found_after_any_noise(before: bytes, after: bytes, exchange, chunk: int) -> None:
     stream = before + exchange.reply_bytes + after
     decoder = FrameDecoder()
     decoder.expect(exchange.request)

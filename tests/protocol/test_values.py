@@ -73,8 +73,15 @@ def test_bcd32_rejects_nibbles_above_9(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "raw"),
-    [(F.U8, ""), (F.U16, "01"), (F.U24, "01 02"), (F.S32, "01 02 03"), (F.BCD32, "44 11 10"),
-     (F.U16, "01 02 03"), (F.DATETIME, "00 00 00 00 00 00")],
+    [
+        (F.U8, ""),
+        (F.U16, "01"),
+        (F.U24, "01 02"),
+        (F.S32, "01 02 03"),
+        (F.BCD32, "44 11 10"),
+        (F.U16, "01 02 03"),
+        (F.DATETIME, "00 00 00 00 00 00"),
+    ],
 )
 def test_wrong_sizes_raise(fmt: F, raw: str) -> None:
     with pytest.raises(ValueDecodeError):
@@ -98,8 +105,14 @@ def test_datetime_binary_and_bcd() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "bcd"),
-    [("00 00 00 01 00 01 19", False), ("3C 00 00 01 01 01 19", False), ("00 00 00 01 1F 02 19", False),
-     ("00 00 00 01 01 0D 19", False), ("5A 00 00 01 01 01 19", True), ("00 00 24 01 01 01 19", True)],
+    [
+        ("00 00 00 01 00 01 19", False),
+        ("3C 00 00 01 01 01 19", False),
+        ("00 00 00 01 1F 02 19", False),
+        ("00 00 00 01 01 0D 19", False),
+        ("5A 00 00 01 01 01 19", True),
+        ("00 00 24 01 01 01 19", True),
+    ],
 )
 def test_impossible_dates_raise(raw: str, bcd: bool) -> None:
     with pytest.raises(ValueDecodeError):
@@ -108,9 +121,21 @@ def test_impossible_dates_raise(raw: str, bcd: bool) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "value"),
-    [(F.U8, 256), (F.U8, -1), (F.S16, 40000), (F.U24, 1 << 24), (F.S24, -(1 << 23) - 1),
-     (F.BCD32, 100_000_000), (F.BCD32, -1), (F.U16, "7"), (F.ASCII, 7), (F.ASCII, "ж"),
-     (F.DATETIME, 5), (F.DATETIME, datetime(1999, 1, 1)), (F.U8, True)],
+    [
+        (F.U8, 256),
+        (F.U8, -1),
+        (F.S16, 40000),
+        (F.U24, 1 << 24),
+        (F.S24, -(1 << 23) - 1),
+        (F.BCD32, 100_000_000),
+        (F.BCD32, -1),
+        (F.U16, "7"),
+        (F.ASCII, 7),
+        (F.ASCII, "ж"),
+        (F.DATETIME, 5),
+        (F.DATETIME, datetime(1999, 1, 1)),
+        (F.U8, True),
+    ],
 )
 def test_encoding_what_does_not_fit_is_a_usage_error(fmt: F, value: object) -> None:
     with pytest.raises(CodecUsageError):
@@ -134,8 +159,13 @@ def test_record_time_lossless_and_interpreted() -> None:
 
 # ----------------------------------------------------------------------------- round trips
 INT_RANGES = {
-    F.U8: (0, 0xFF), F.U16: (0, 0xFFFF), F.S16: (-(2**15), 2**15 - 1), F.U24: (0, 2**24 - 1),
-    F.S24: (-(2**23), 2**23 - 1), F.U32: (0, 2**32 - 1), F.S32: (-(2**31), 2**31 - 1),
+    F.U8: (0, 0xFF),
+    F.U16: (0, 0xFFFF),
+    F.S16: (-(2**15), 2**15 - 1),
+    F.U24: (0, 2**24 - 1),
+    F.S24: (-(2**23), 2**23 - 1),
+    F.U32: (0, 2**32 - 1),
+    F.S32: (-(2**31), 2**31 - 1),
     F.BCD32: (0, 99_999_999),
 }
 

@@ -10,11 +10,8 @@ every step either returns a frame, drops at least one byte, or waits for more da
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
-from bridge.protocol.milur.crc import crc_ok
 from bridge.protocol.milur.errors import CodecUsageError, FrameError
 from bridge.protocol.milur.frames import (
     ERROR_FLAG,
@@ -36,171 +33,35 @@ from bridge.protocol.milur.frames import (
     SessionReply,
     WriteReply,
 )
+from bridge.protocol.milur.framing import (
+    ERROR_DATA,
+    FIXED_REPLY_DATA,
+    FUNC_BYTES,
+    GARBAGE,
+    MAX_BUFFER,
+    MAX_HUNTED_DATA,
+    NEED,
+    REQUEST_DATA,
+    DecoderStats,
+    Framer,
+    Kind,
+    complete,
+    generic_reply,
+    hunt,
+)
 from bridge.protocol.milur.values import RecordTime
 
-#: reply DATA lengths of the functions whose reply has a fixed size (§4; where §4 gives only the
-#: request, ours: 09 echoes ``01`` like 08, 0F is 4 unknown bytes + the address byte, C3 is
-#: 4 unknown bytes + the 15-byte IMEI so that the frame is the 26 bytes of §7).
-_FIXED_REPLY_DATA = {
-    Func.JOURNAL_COUNT: 2,
-    Func.OPEN_SESSION: 1,
-    Func.CLOSE_SESSION: 1,
-    Func.JOURNAL_RECORD: 7,
-    Func.NETWORK_ADDRESS: 5,
-    Func.ARCHIVE_SEARCH: 5,
-    Func.IDENTIFY: 19,
-}
-#: request DATA lengths (meter side); WRITE has a variable length and is framed by CRC
-_REQUEST_DATA = {
-    Func.READ: 1,
-    Func.JOURNAL_COUNT: 1,
-    Func.OPEN_SESSION: 7,
-    Func.CLOSE_SESSION: 1,
-    Func.JOURNAL_RECORD: 3,
-    Func.DAILY_RECORD: 3,
-    Func.PROFILE_RECORD: 3,
-    Func.NETWORK_ADDRESS: 0,
-    Func.ARCHIVE_SEARCH: 11,
-    Func.IDENTIFY: 2,
-}
-_ERROR_DATA = 2  # CODE 00
-_FUNC_BYTES = frozenset(int(f) for f in Func)
-#: largest DATA we hunt for by CRC (daily/profile records without a size hint, writes)
-MAX_HUNTED_DATA = 250
-#: the buffer never holds more than this many bytes (oldest dropped and counted)
-MAX_BUFFER = 2048
+__all__ = [
+    "MAX_BUFFER",
+    "DecoderStats",
+    "FrameDecoder",
+    "RequestDecoder",
+    "decode_reply",
+    "decode_request",
+]
 
 
-class _Kind(enum.Enum):
-    FRAME = "frame"  # a complete valid frame we want
-    FOREIGN = "foreign"  # a complete valid frame we do not want (other address, stale, echo)
-    BAD_CRC = "bad-crc"  # a complete plausible frame whose CRC is wrong
-    GARBAGE = "garbage"  # cannot start a frame here
-    NEED_MORE = "need-more"  # may start a frame, incomplete
-
-
-_NEED = (_Kind.NEED_MORE, 0)
-_GARBAGE = (_Kind.GARBAGE, 0)
-
-
-@dataclass(slots=True)
-class DecoderStats:
-    """What a decoder discarded, and how many frames it delivered."""
-
-    frames: int = 0
-    discarded_bytes: int = 0
-    crc_errors: int = 0
-    foreign_frames: int = 0  # valid frames not for the request in flight (incl. our own echo)
-    invalid_frames: int = 0  # valid CRC but content we cannot parse
-
-
-def _hunt(buf: bytearray, s: int, header: int, sizes: Iterable[int]) -> tuple[_Kind, int]:
-    """Shortest ``header + size + 2`` with a valid CRC; for DATA whose length §4 does not give."""
-    avail = len(buf) - s
-    for size in sizes:
-        total = header + size + 2
-        if total > avail:
-            return _NEED
-        if crc_ok(bytes(buf[s : s + total])):
-            return _Kind.FRAME, total
-    return _Kind.BAD_CRC, 0
-
-
-def _complete(buf: bytearray, s: int, total: int) -> tuple[_Kind, int]:
-    if len(buf) - s < total:
-        return _NEED
-    return (_Kind.FRAME, total) if crc_ok(bytes(buf[s : s + total])) else (_Kind.BAD_CRC, 0)
-
-
-class _Framer:
-    """Buffer, statistics and the resynchronising loop shared by both decoders."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = DecoderStats()
-
-    def feed(self, data: bytes) -> None:
-        """Append received bytes."""
-        self._buf += data
-        excess = len(self._buf) - MAX_BUFFER
-        if excess > 0:
-            del self._buf[:excess]
-            self.stats.discarded_bytes += excess
-
-    @property
-    def buffered(self) -> int:
-        """Bytes waiting in the buffer."""
-        return len(self._buf)
-
-    def clear(self) -> int:
-        """Drop buffered bytes (e.g. after a timeout); returns and counts how many."""
-        n = len(self._buf)
-        self._buf.clear()
-        self.stats.discarded_bytes += n
-        return n
-
-    def _classify(self, s: int) -> tuple[_Kind, int]:
-        raise NotImplementedError
-
-    def _take_frame(self) -> bytes | None:
-        """The next wanted frame's bytes, or None; discards everything unwanted before it."""
-        buf = self._buf
-        while buf:
-            kind, length = self._classify(0)
-            if kind is _Kind.FRAME:
-                frame = bytes(buf[:length])
-                del buf[:length]
-                return frame
-            if kind is _Kind.FOREIGN:
-                del buf[:length]
-                self.stats.foreign_frames += 1
-            elif kind is _Kind.BAD_CRC or kind is _Kind.GARBAGE:
-                # resynchronise: drop one byte and hunt again from the next one
-                self.stats.crc_errors += kind is _Kind.BAD_CRC
-                del buf[:1]
-                self.stats.discarded_bytes += 1
-            else:
-                # incomplete: wait, unless a complete frame already starts further on
-                skip = self._complete_frame_after()
-                if skip is None:
-                    return None
-                self._count_skipped(bytes(buf[:skip]))
-                del buf[:skip]
-        return None
-
-    def _count_skipped(self, skipped: bytes) -> None:
-        self.stats.discarded_bytes += len(skipped)
-
-    def _complete_frame_after(self) -> int | None:
-        for k in range(1, len(self._buf)):
-            if self._classify(k)[0] in (_Kind.FRAME, _Kind.FOREIGN):
-                return k
-        return None
-
-
-def _generic_reply(buf: bytearray, s: int, width: int) -> tuple[_Kind, int]:
-    """A reply of any address and function: a valid one is FOREIGN (not for the request)."""
-    avail = len(buf) - s
-    if avail <= width:
-        return _NEED
-    f = buf[s + width]
-    if f & ERROR_FLAG and f != Func.IDENTIFY and (f & ~ERROR_FLAG) in _FUNC_BYTES:
-        size = _ERROR_DATA
-    elif f == Func.READ:
-        if avail <= width + 2:
-            return _NEED
-        size = 2 + buf[s + width + 2]
-    elif f in _FUNC_BYTES and Func(f) in _FIXED_REPLY_DATA:
-        size = _FIXED_REPLY_DATA[Func(f)]
-    else:
-        return _GARBAGE
-    kind, total = _complete(buf, s, width + 1 + size + 2)
-    if kind is _Kind.FRAME:
-        return _Kind.FOREIGN, total
-    return _NEED if kind is _Kind.NEED_MORE else _GARBAGE
-
-
-class FrameDecoder(_Framer):
+class FrameDecoder(Framer):
     """Master-side decoder: ``expect(request)``, ``feed(data)``, then ``next_frame()``.
 
     ``next_frame()`` returns the reply to the request in flight (its normal or error reply) or None
@@ -249,26 +110,26 @@ class FrameDecoder(_Framer):
         else:
             super()._count_skipped(skipped)
 
-    def _classify(self, s: int) -> tuple[_Kind, int]:
+    def _classify(self, s: int) -> tuple[Kind, int]:
         assert self._request is not None
         buf, echo = self._buf, self._echo
         avail = len(buf) - s
         kind, total = self._classify_ours(s)
         # A write or close reply may be byte for byte the request (§4), and a request can be the
         # start of its reply (a CRC ending in 00 looks like LEN 00): our reply goes first.
-        if kind is _Kind.FRAME or kind is _Kind.NEED_MORE:
+        if kind is Kind.FRAME or kind is Kind.NEED_MORE:
             return kind, total
         # Some RS-485 converters and GSM modules echo what we sent: our own request is not a reply.
         if avail >= len(echo) and buf[s : s + len(echo)] == echo:
-            return _Kind.FOREIGN, len(echo)
+            return Kind.FOREIGN, len(echo)
         if avail < len(echo) and echo.startswith(bytes(buf[s:])):
-            return _NEED
-        generic = _generic_reply(buf, s, self._request.address.width)
-        if kind is _Kind.BAD_CRC and generic[0] is not _Kind.FOREIGN:
-            return _Kind.BAD_CRC, 0
+            return NEED
+        generic = generic_reply(buf, s, self._request.address.width)
+        if kind is Kind.BAD_CRC and generic[0] is not Kind.FOREIGN:
+            return Kind.BAD_CRC, 0
         return generic
 
-    def _classify_ours(self, s: int) -> tuple[_Kind, int]:
+    def _classify_ours(self, s: int) -> tuple[Kind, int]:
         """FRAME/BAD_CRC/NEED_MORE if a reply to the request may start at ``s``, else GARBAGE."""
         request = self._request
         assert request is not None
@@ -277,35 +138,35 @@ class FrameDecoder(_Framer):
         addr = request.address.encode()
         w = len(addr)
         if buf[s : s + min(avail, w)] != addr[: min(avail, w)]:
-            return _GARBAGE
+            return GARBAGE
         if avail <= w:
-            return _NEED
+            return NEED
         f, func = buf[s + w], request.func
         # C3 already has the error bit set: its replies are framed as identification only (§7).
         if f == func | ERROR_FLAG and func is not Func.IDENTIFY:
-            return _complete(buf, s, w + 1 + _ERROR_DATA + 2)
+            return complete(buf, s, w + 1 + ERROR_DATA + 2)
         if f != func:
-            return _GARBAGE
+            return GARBAGE
         if func in (Func.READ, Func.WRITE):
             if avail <= w + 1:
-                return _NEED
+                return NEED
             if buf[s + w + 1] != request.register:
-                return _GARBAGE  # a stale reply for another register is FOREIGN, found later
+                return GARBAGE  # a stale reply for another register is FOREIGN, found later
             if func is Func.WRITE:  # the meter echoes REG VALUE… (§4)
-                return _complete(buf, s, w + 1 + len(request.data) + 2)
+                return complete(buf, s, w + 1 + len(request.data) + 2)
             if avail <= w + 2:
-                return _NEED
-            return _complete(buf, s, w + 1 + 2 + buf[s + w + 2] + 2)
-        if func in _FIXED_REPLY_DATA:
-            return _complete(buf, s, w + 1 + _FIXED_REPLY_DATA[func] + 2)
+                return NEED
+            return complete(buf, s, w + 1 + 2 + buf[s + w + 2] + 2)
+        if func in FIXED_REPLY_DATA:
+            return complete(buf, s, w + 1 + FIXED_REPLY_DATA[func] + 2)
         if request.reply_size is not None:
-            return _complete(buf, s, w + 1 + request.reply_size + 2)
+            return complete(buf, s, w + 1 + request.reply_size + 2)
         # Daily/profile record sizes are not known from §4 ([one source]): find them by CRC.
         if func is Func.DAILY_RECORD:
             sizes: Iterable[int] = range(6, MAX_HUNTED_DATA + 1, 4)
         else:
             sizes = range(5, MAX_HUNTED_DATA + 1)
-        return _hunt(buf, s, w + 1, sizes)
+        return hunt(buf, s, w + 1, sizes)
 
 
 def _u16(data: bytes) -> int:
@@ -367,7 +228,7 @@ def decode_reply(frame: bytes, request: Request) -> Reply:
     return reply
 
 
-class RequestDecoder(_Framer):
+class RequestDecoder(Framer):
     """Meter-side decoder (the simulator): ``feed(data)``, then ``next_request()``.
 
     ``widths`` are the address widths tried at each position. Some byte strings are valid requests
@@ -393,7 +254,7 @@ class RequestDecoder(_Framer):
         self.stats.frames += 1
         return Request(Address(int.from_bytes(frame[:w], "little"), w), Func(frame[w]), frame[w + 1 : -2])
 
-    def _classify(self, s: int) -> tuple[_Kind, int]:
+    def _classify(self, s: int) -> tuple[Kind, int]:
         # The two address widths can both frame the same bytes (§2: the form is [open]). A
         # reading naming a known address wins, then a fixed-length reading over a write whose
         # length was found by CRC, then the shorter frame, then the width listed first.
@@ -401,32 +262,32 @@ class RequestDecoder(_Framer):
         frames = [
             (not self._known(s, w), self._buf[s + w] == Func.WRITE, total, i, w)
             for i, ((kind, total), w) in enumerate(results)
-            if kind is _Kind.FRAME
+            if kind is Kind.FRAME
         ]
         if frames:
             *_, total, _, self._frame_width = min(frames)
-            return _Kind.FRAME, total
+            return Kind.FRAME, total
         kinds = {kind for (kind, _), _ in results}
-        if _Kind.NEED_MORE in kinds:
-            return _NEED
-        return (_Kind.BAD_CRC, 0) if _Kind.BAD_CRC in kinds else _GARBAGE
+        if Kind.NEED_MORE in kinds:
+            return NEED
+        return (Kind.BAD_CRC, 0) if Kind.BAD_CRC in kinds else GARBAGE
 
     def _known(self, s: int, w: int) -> bool:
         if self._addresses is None:
             return True
         return Address(int.from_bytes(self._buf[s : s + w], "little"), w) in self._addresses
 
-    def _classify_width(self, s: int, w: int) -> tuple[_Kind, int]:
+    def _classify_width(self, s: int, w: int) -> tuple[Kind, int]:
         buf = self._buf
         if len(buf) - s <= w:
-            return _NEED
+            return NEED
         f = buf[s + w]
-        if f not in _FUNC_BYTES:
-            return _GARBAGE
+        if f not in FUNC_BYTES:
+            return GARBAGE
         func = Func(f)
         if func is Func.WRITE:  # REG VALUE…: the value size depends on the register; by CRC
-            return _hunt(buf, s, w + 1, range(2, MAX_HUNTED_DATA + 1))
-        return _complete(buf, s, w + 1 + _REQUEST_DATA[func] + 2)
+            return hunt(buf, s, w + 1, range(2, MAX_HUNTED_DATA + 1))
+        return complete(buf, s, w + 1 + REQUEST_DATA[func] + 2)
 
 
 def decode_request(

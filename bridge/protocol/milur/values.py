@@ -97,8 +97,7 @@ def _make_datetime(year: int, month: int, day: int, hour: int, minute: int, seco
         return datetime(2000 + year, month, day, hour, minute, second)
     except ValueError as exc:
         raise ValueDecodeError(
-            f"invalid meter time 20{year:02d}-{month:02d}-{day:02d} "
-            f"{hour:02d}:{minute:02d}:{second:02d}"
+            f"invalid meter time 20{year:02d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
         ) from exc
 
 
