@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from bridge.logsetup import configure_logging
 from bridge.simulator.pty import PtyLine
 from bridge.simulator.spec import (
     FormSpec,
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except (SpecError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    configure_logging("INFO")
     try:
         asyncio.run(_serve(spec))
     except OSError as exc:

@@ -134,6 +134,7 @@ class DialOutModem:
         self.reconnect = reconnect  # a switch: dial again after the connection is lost
         self.reconnect_delay = reconnect_delay
         self.dials = 0  # successful connections so far
+        self.failed_dials = 0
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
@@ -173,14 +174,24 @@ class DialOutModem:
             self._task = None
 
     async def _run(self) -> None:
+        failing = False  # log the transitions only, not every failed dial
         while True:
             try:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
             except OSError as exc:
-                log.debug("modem %s: cannot dial %s:%s: %s", self.imei, self.host, self.port, exc)
+                self.failed_dials += 1
+                if not failing:
+                    log.warning(
+                        "modem %s: cannot dial %s:%s (%s); retrying every %g s",
+                        self.imei, self.host, self.port, exc, self.reconnect_delay,
+                    )  # fmt: skip
+                failing = True
             else:
+                failing = False
                 self.dials += 1
+                log.info("modem %s: connected to %s:%s", self.imei, self.host, self.port)
                 await self._session(reader, writer)
+                log.info("modem %s: connection closed", self.imei)
             if not self.reconnect:
                 return
             await asyncio.sleep(self.reconnect_delay)

@@ -288,3 +288,15 @@ async def test_pty_close_unplugs_and_reopen_behind_a_link(tmp_path) -> None:
         del first_path
     finally:
         await line.close()
+
+
+async def test_dial_failures_are_logged_once(free_port, wait_until, caplog) -> None:
+    port = free_port()  # nobody listens there
+    modem = DialOutModem(
+        SimulatedBus([SimulatedMeter("105", 1)]), "127.0.0.1", port, IMEI, reconnect_delay=0.01
+    )
+    async with modem:
+        await wait_until(lambda: modem.failed_dials >= 4, what="several dial attempts")
+    warnings = [r for r in caplog.records if r.name == "bridge.simulator.serving"]
+    assert len(warnings) == 1 and "cannot dial" in warnings[0].getMessage()
+    assert modem.dials == 0
