@@ -124,7 +124,6 @@ class OpcUaPublisher:
         server = self.server
         old_nodes = set(self._space.nodes)
         builder = AddressSpaceBuilder(server, self._ns)
-        builder.plan(mapping)
         new_space = await builder.build(mapping, existing=old_nodes)
         gone = old_nodes - set(new_space.nodes)
         if gone:

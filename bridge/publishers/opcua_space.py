@@ -16,6 +16,7 @@ All nodes are added with one ``add_nodes`` call per build (not one awaited call 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -118,8 +119,19 @@ class AddressSpaceBuilder:
     # -- public ------------------------------------------------------------------------------
     async def build(self, mapping: SiteMapping, existing: Iterable[ua.NodeId] = ()) -> AddressSpace:
         """Add the mapping's folders, meters, tags and diagnostics; skip nodes in ``existing``."""
+        # The build allocates ~1M small objects that all live on; the cyclic GC would rescan the
+        # growing heap many times over (it more than doubles the build time). The caller collects
+        # and freezes once afterwards.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return await self._build(mapping, set(existing))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    async def _build(self, mapping: SiteMapping, skip: set[ua.NodeId]) -> AddressSpace:
         self.plan(mapping)
-        skip = set(existing)
         items = [item for item in self._items if item.RequestedNewNodeId not in skip]
         results = await self._server.iserver.isession.add_nodes(items)
         for item, result in zip(items, results, strict=True):
