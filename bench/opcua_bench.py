@@ -258,16 +258,14 @@ async def main() -> None:
     for name, run in (("bare asyncua", traffic_bare), ("publisher", traffic_publisher)):
         lat, flood = await run(args.traffic_meters, args.tags, args.seconds)
         print(f"{name}: {n_tags} subscribed tags, 1,000 changes/s, publishing interval 100 ms")
-        print(
-            f"  latency store->client p50 {pct(lat, 50):6.1f} ms  p99 {pct(lat, 99):6.1f} ms  ({len(lat)} samples)"
-        )
+        p50, p99 = pct(lat, 50), pct(lat, 99)
+        print(f"  latency store->client p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({len(lat)} samples)")
         print(f"  flood: {flood:9.0f} tag updates/s delivered")
         if name == "bare asyncua":
             bare_lat, bare_flood = lat, flood
-    print(
-        f"ratios publisher/bare: p50 {pct(lat, 50) / pct(bare_lat, 50):.2f}  p99 {pct(lat, 99) / pct(bare_lat, 99):.2f}"
-        f"  updates/s {flood / bare_flood:.2f}"
-    )
+    r50 = pct(lat, 50) / pct(bare_lat, 50)
+    r99 = pct(lat, 99) / pct(bare_lat, 99)
+    print(f"ratios publisher/bare: p50 {r50:.2f}  p99 {r99:.2f}  updates/s {flood / bare_flood:.2f}")
 
 
 if __name__ == "__main__":
