@@ -205,3 +205,11 @@ def test_simulate_rejects_bad_descriptions(capsys, tmp_path) -> None:
     assert "nothing to serve" in err
     assert f"{spec}:1: unknown meter option 'colour'" in err
     assert f"{spec}:2:" in err and f"{spec}:3: password must be 12 hex digits" in err
+
+
+async def test_unknown_register_is_refused_before_talking_to_the_meter(tcp_meters, capsys) -> None:
+    server, meters = tcp_meters
+    url = f"socket://127.0.0.1:{server.port}"
+    rc = await run_cli("read", "--channel", url, "--address", "12", "--model", "105", "voltage_a")
+    assert rc == 2 and "unknown register(s) for model 105: voltage_a" in capsys.readouterr().err
+    assert meters[2].counters.requests == 0

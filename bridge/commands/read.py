@@ -220,23 +220,25 @@ def _detect_model(session: MeterSession) -> str:
     return found.group(1)
 
 
-def _read_all(session: MeterSession, args: argparse.Namespace) -> list[str]:
-    model = args.model or _detect_model(session)
+def _registers(model: str, names: list[str]) -> list[RegisterDef]:
+    """The registers to read, in order (all of the model's when ``names`` is empty)."""
     template = _template_for(model)
-    names = args.names or sorted(template.registers, key=lambda n: template.registers[n].number)
+    if not names:
+        return sorted(template.registers.values(), key=lambda r: r.number)
     unknown = [n for n in names if n not in template.registers]
     if unknown:
         raise ReadFailure(f"unknown register(s) for model {model}: {', '.join(unknown)} (see --help)", 2)
-    lines = []
-    for name in names:
-        reg = template.registers[name]
+    return [template.registers[n] for n in names]
+
+
+def _read_all(session: MeterSession, args: argparse.Namespace) -> None:
+    registers = _registers(args.model or _detect_model(session), args.names)
+    for reg in registers:
         scale = reg.scale
         if reg.energy and args.energy_scale is not None:
             scale = args.energy_scale
         raw = session.read(reg.number)
-        lines.append(f"{name} {format_value(reg, raw, scale, args.bcd_clock)}")
-        print(lines[-1], flush=True)
-    return lines
+        print(f"{reg.name} {format_value(reg, raw, scale, args.bcd_clock)}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,6 +255,12 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"error: --address: {exc}", file=sys.stderr)
         return 2
+    if args.model:  # check the names before talking to the meter
+        try:
+            _registers(args.model, args.names)
+        except ReadFailure as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
     try:
         port = serial.serial_for_url(args.channel, baudrate=args.baudrate, timeout=_POLL_SLICE)
     except (serial.SerialException, ValueError) as exc:
