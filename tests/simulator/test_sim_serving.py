@@ -300,3 +300,18 @@ async def test_dial_failures_are_logged_once(free_port, wait_until, caplog) -> N
     warnings = [r for r in caplog.records if r.name == "bridge.simulator.serving"]
     assert len(warnings) == 1 and "cannot dial" in warnings[0].getMessage()
     assert modem.dials == 0
+
+
+async def test_delay_fault_answers_late_over_tcp() -> None:
+    meter = SimulatedMeter("107", 7)
+    meter.faults.delay = 0.3
+    async with TcpMeterServer(SimulatedBus([meter])) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        login = open_session_request(Address(7), 1, FACTORY)
+        reply = await transact(reader, writer, login, split=False)
+        assert isinstance(reply, SessionReply)
+        assert loop.time() - start >= 0.29  # lower bound only: late, never early
+        writer.close()
+        await writer.wait_closed()
