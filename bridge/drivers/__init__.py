@@ -12,6 +12,7 @@ from bridge.drivers.errors import (
     LinkDown,
     MeterErrorReply,
     ResponseTimeout,
+    SessionRefused,
 )
 from bridge.drivers.link import Link, LinkStats
 from bridge.drivers.milur import MeterIdentity, MilurDriver, RegisterReading
@@ -29,4 +30,5 @@ __all__ = [
     "MilurDriver",
     "RegisterReading",
     "ResponseTimeout",
+    "SessionRefused",
 ]

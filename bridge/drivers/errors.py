@@ -4,6 +4,7 @@ Which failure means what for polling:
 
 - ``ResponseTimeout``, ``CorruptReply``: the meter did not answer usably (transient; retried);
 - ``MeterErrorReply``: the meter answered with an error code (on one register: per register);
+  ``SessionRefused`` when it was the session open that failed (the whole poll fails);
 - ``BadValue``: a value the meter sent cannot be decoded (per register, quality bad);
 - ``AuthenticationFailed``: the password was rejected; sticky until ``reset_auth()``;
 - ``LinkDown``: the channel is closed or was lost; it is also a ``TransportClosed``.
@@ -36,6 +37,13 @@ class MeterErrorReply(DriverError):
         where = f" on register {register}" if register else ""
         text = f" ({meaning})" if meaning else ""
         super().__init__(f"meter error {code:02X}{text}{where}")
+
+
+class SessionRefused(MeterErrorReply):
+    """The meter refused a session for another reason than the password.
+
+    E.g. error 03 for an access level it does not offer. Fails the whole poll, never one register.
+    """
 
 
 class AuthenticationFailed(DriverError):

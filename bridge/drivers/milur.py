@@ -30,6 +30,7 @@ from bridge.drivers.errors import (
     CorruptReply,
     MeterErrorReply,
     ResponseTimeout,
+    SessionRefused,
 )
 from bridge.drivers.link import Link
 from bridge.protocol.milur.errors import ValueDecodeError
@@ -143,7 +144,7 @@ class MilurDriver:
         """Read registers by name; per-register failures are in the readings.
 
         Raises ``ResponseTimeout``/``CorruptReply`` (after retries), ``LinkDown``,
-        ``AuthenticationFailed`` or ``MeterErrorReply`` (session refused for another reason):
+        ``AuthenticationFailed`` or ``SessionRefused`` (session refused for another reason):
         those fail the whole poll, so that a dead meter does not cost one timeout per register.
         """
         registers = [self._register(name) for name in names]
@@ -183,6 +184,8 @@ class MilurDriver:
     async def _read_one(self, link: Link, register: RegisterDef) -> RegisterReading:
         try:
             reply = await self._request(link, read_request(self.address, register.number))
+        except SessionRefused:
+            raise
         except MeterErrorReply as exc:
             exc.register = register.name
             self.stats.meter_errors += 1
@@ -249,7 +252,7 @@ class MilurDriver:
                 raise AuthenticationFailed(
                     f"meter {self.meter.name}: password rejected ({reply.meaning})"
                 )
-            raise MeterErrorReply(reply.code, reply.meaning)
+            raise SessionRefused(reply.code, reply.meaning)
         if not isinstance(reply, SessionReply):
             raise CorruptReply(f"meter {self.meter.name}: unexpected reply {reply!r} to session")
         self.session_open = True

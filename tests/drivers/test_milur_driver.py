@@ -14,6 +14,7 @@ from bridge.drivers.errors import (
     CorruptReply,
     MeterErrorReply,
     ResponseTimeout,
+    SessionRefused,
 )
 from bridge.drivers.milur import MilurDriver
 from bridge.protocol.milur.values import decode_value
@@ -237,3 +238,14 @@ async def test_unknown_register_name_is_a_clear_error() -> None:
         with pytest.raises(ValueError, match="no register 'nonsense'"):
             await driver.read_registers(rig.link, ["voltage", "nonsense"])
         assert rig.link.stats.requests == 0
+
+
+async def test_session_refused_for_another_reason_fails_the_whole_poll() -> None:
+    sim = SimulatedMeter("107", 72, access_levels=(0,))  # level 1 is not offered: error 03
+    async with tcp_rig(sim) as rig:
+        driver = MilurDriver(meter_config(72), template())
+        with pytest.raises(SessionRefused) as caught:
+            await driver.read_registers(rig.link, REGISTERS)
+        assert caught.value.code == 0x03
+        assert sim.counters.requests == 1  # one session attempt, not one per register
+        assert not driver.auth_failed  # not a password problem: the next poll tries again
