@@ -10,7 +10,6 @@ tasks and nothing more. Jobs are keyed: a job still queued or running is not que
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -107,14 +106,19 @@ class ChannelWorker:
         self._diag.define()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"channel:{self.name}")
+            self._task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # a bug, not a meter or channel problem: say so once, with the traceback
+            log.error("channel %s: worker stopped", self.name, exc_info=task.exception())
 
     async def stop(self, farewell: JobAction | None = None, farewell_timeout: float = 1.0) -> None:
         """Cancel the worker, run ``farewell`` (close sessions) if the channel is open, close it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.gather(task, return_exceptions=True)
         if farewell is not None and self.transport.is_open:
             self.transport.discard_input()
             try:
