@@ -86,13 +86,14 @@ class ModbusPublisher:
         return self._endpoint.connections()
 
     def diagnostics(self) -> dict[str, object]:
-        """Counters for metrics: connections, requests, exception replies by code, refusals."""
+        """Counters for metrics: connections, requests, exceptions by code, refused and dropped."""
         requests, exceptions = self._endpoint.counters()
         return {
             "connections": self.connections(),
             "requests": requests,
             "exceptions": exceptions,
             "refused": self.gate.refused,
+            "dropped": self.gate.dropped,
         }
 
     async def start(self) -> None:
@@ -137,7 +138,9 @@ class ModbusPublisher:
             self._pending.append(_Swap(layout, snapshot, done))
             self._wakeup.set()
             await done
-        self.gate = ClientGate(new.allow, new.max_connections)
+        gate = ClientGate(new.allow, new.max_connections)
+        gate.refused, gate.dropped = self.gate.refused, self.gate.dropped
+        self.gate = gate
         self._endpoint.set_gate(self.gate)
         if (old.host, old.port) != (new.host, new.port):
             running = self._task is not None

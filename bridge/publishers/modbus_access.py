@@ -1,4 +1,4 @@
-"""Who may connect to the Modbus server: the client allow-list and the connection limit."""
+"""Who may connect to the Modbus server: the client allow-list, the connection limit, log-once."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class ClientGate:
         self._max_connections = max_connections
         self._logged: set[tuple[str, str]] = set()
         self.refused = 0  # connections refused so far (for metrics)
+        self.dropped = 0  # connections closed for sending something that is not Modbus TCP
 
     def is_allowed(self, host: str) -> bool:
         """True when ``host`` is in the allow-list (or the list is empty)."""
@@ -45,10 +46,20 @@ class ClientGate:
             return False
         return True
 
+    def drop(self, host: str, reason: str) -> None:
+        """Count (and log once per address) a connection closed for what its client sent."""
+        self.dropped += 1
+        if self._first_time(host, reason):
+            log.warning("modbus: closed connection from %s: %s (logged once per address)", host, reason)
+
     def _refuse(self, host: str, reason: str) -> None:
         self.refused += 1
+        if self._first_time(host, reason):
+            log.warning("modbus: refused client %s: %s (logged once per address)", host, reason)
+
+    def _first_time(self, host: str, reason: str) -> bool:
         key = (host, reason)
         if key in self._logged or len(self._logged) >= MAX_REMEMBERED_REFUSALS:
-            return
+            return False
         self._logged.add(key)
-        log.warning("modbus: refused client %s: %s (logged once per address)", host, reason)
+        return True

@@ -99,12 +99,13 @@ class _ClientConnection(ServerRequestHandler):
         super().__init__(owner, None, None, None)  # type: ignore[no-untyped-call]
         self.bridge_server = owner
         self._buffer = bytearray()
+        self._host = ""
 
     def callback_connected(self) -> None:
         """Admit or refuse the client (allow-list, max connections)."""
         super().callback_connected()
         peer = self.transport.get_extra_info("peername")
-        host = str(peer[0]) if peer else ""
+        host = self._host = str(peer[0]) if peer else ""
         listener = self.listener
         connections = len(listener.active_connections) if listener is not None else 1
         if not self.bridge_server.gate.admit(host, connections):
@@ -120,7 +121,8 @@ class _ClientConnection(ServerRequestHandler):
             length = (buffer[4] << 8) | buffer[5]
             if buffer[2] or buffer[3] or not 2 <= length <= _MAX_MBAP_LENGTH:
                 # not Modbus (protocol id ≠ 0) or an impossible length: no reply can be framed
-                log.debug("modbus: malformed MBAP header %s, closing", bytes(buffer[:6]).hex())
+                log.debug("modbus: MBAP header %s from %s", bytes(buffer[:6]).hex(" "), self._host)
+                self.bridge_server.gate.drop(self._host, "not a Modbus TCP request")
                 self.close()
                 return
             end = 6 + length

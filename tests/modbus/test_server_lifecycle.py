@@ -113,7 +113,7 @@ async def test_diagnostics_count_requests_exceptions_and_refusals():
         finally:
             client.close()
     assert diagnostics == {"connections": 1, "requests": 3, "exceptions": {0x0B: 1, 0x01: 1},
-                           "refused": 0}
+                           "refused": 0, "dropped": 0}
 
 
 @clean

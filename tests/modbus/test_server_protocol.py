@@ -135,11 +135,17 @@ async def test_malformed_requests_get_the_right_exception(pdu, expected):
         adu(1, 1, b"\x03", length=300),  # longer than any Modbus TCP ADU
     ],
 )
-async def test_malformed_mbap_closes_the_connection_and_the_server_carries_on(header):
+async def test_malformed_mbap_closes_the_connection_and_the_server_carries_on(header, caplog):
+    caplog.set_level(logging.WARNING, logger="bridge.publishers.modbus_access")
     async with serving(mapping(), filled_store()) as publisher:
-        async with raw_socket(publisher.port) as (reader, writer):
-            writer.write(header)
-            assert await closed_by_server(reader)
+        for _ in range(2):
+            async with raw_socket(publisher.port) as (reader, writer):
+                writer.write(header)
+                assert await closed_by_server(reader)
+        assert publisher.gate.dropped == 2
+        logged = [r.getMessage() for r in caplog.records]
+        assert logged == ["modbus: closed connection from 127.0.0.1: not a Modbus TCP request "
+                          "(logged once per address)"]
         async with raw_socket(publisher.port) as (reader, writer):
             writer.write(adu(2, 1, struct.pack(">BHH", 3, 200, 2)))
             tid, _, pdu = await reply(reader)
