@@ -196,7 +196,7 @@ async def traffic_publisher(meters: int, tags: int, seconds: float) -> tuple[lis
     pub = OpcUaPublisher(mapping, store)
     await pub.start()
     keys = [t.key for t in mapping.tags]
-    node_ids = [ua.NodeId(k, pub._ns) for k in keys]  # noqa: SLF001 — benchmark introspection
+    node_ids = [ua.NodeId(k, pub.namespace_index) for k in keys]
 
     def write(i: int, value: float) -> None:
         store.set_good({keys[i]: value}, datetime.now(UTC))

@@ -66,6 +66,11 @@ class OpcUaPublisher:
             raise RuntimeError("OPC UA publisher is not started")
         return self._server
 
+    @property
+    def namespace_index(self) -> int:
+        """Index of our namespace (``OpcUaSettings.namespace_uri``) once started."""
+        return self._ns
+
     async def start(self) -> None:
         """Build the address space, apply the store's snapshot and start listening."""
         settings = self._mapping.opcua

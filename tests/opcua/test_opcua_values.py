@@ -170,7 +170,7 @@ async def test_unchanged_value_not_rewritten(running) -> None:  # noqa: ANN001
     pub, store, _m = running
     store.set_good({"m1_1.voltage_a": 230.0}, read_time(0))
     await asyncio.sleep(0.1)
-    node_id = ua.NodeId("m1_1.voltage_a", pub._ns, ua.NodeIdType.String)
+    node_id = ua.NodeId("m1_1.voltage_a", pub.namespace_index, ua.NodeIdType.String)
     before = pub.server.read_attribute_value(node_id)
     # the same reading again (e.g. a reload re-applies the snapshot): no new ServerTimestamp
     pub.on_changes([type("C", (), {"key": "m1_1.voltage_a", "value": store.get("m1_1.voltage_a")})()])
@@ -229,7 +229,7 @@ async def test_reload_adds_and_removes(endpoint: str) -> None:
                 await _node(c, ns, "m1_1.current_a").read_browse_name()
         store.set_good({"m1_2.voltage_a": 229.0}, read_time(3))
         await asyncio.sleep(0.1)
-        node_id = ua.NodeId("m1_2.voltage_a", pub._ns, ua.NodeIdType.String)
+        node_id = ua.NodeId("m1_2.voltage_a", pub.namespace_index, ua.NodeIdType.String)
         assert pub.server.read_attribute_value(node_id).Value.Value == 229.0
     finally:
         await pub.stop()
