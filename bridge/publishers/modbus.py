@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bridge.config.modbus_map import ModbusMap
 from bridge.config.model import ModbusSettings, SiteMapping
 from bridge.publishers.modbus_access import ClientGate
-from bridge.publishers.modbus_image import RegisterImage
+from bridge.publishers.modbus_image import ExceptionCode, RegisterImage
 from bridge.publishers.modbus_layout import ServedLayout
 from bridge.publishers.modbus_server import ModbusTcpEndpoint
 from bridge.tags.model import TagChange
@@ -96,6 +96,21 @@ class ModbusPublisher:
             "dropped": self.gate.dropped,
         }
 
+    def metrics(self) -> dict[str, float]:
+        """Figures for Prometheus (``BridgeMetrics.add_source``); names ending in _total count."""
+        requests, exceptions = self._endpoint.counters()
+        figures = {
+            "milur_modbus_connections": float(self.connections()),
+            "milur_modbus_requests_total": float(requests),
+            "milur_modbus_exceptions_total": float(sum(exceptions.values())),
+            "milur_modbus_refused_total": float(self.gate.refused),
+            "milur_modbus_dropped_total": float(self.gate.dropped),
+        }
+        for code in ExceptionCode:
+            name = f"milur_modbus_exceptions_{code.name.lower()}_total"
+            figures[name] = float(exceptions.get(code, 0))
+        return figures
+
     async def start(self) -> None:
         """Load the store's snapshot into the registers, then listen."""
         snapshot = self._store.add_listener(self)
@@ -121,7 +136,7 @@ class ModbusPublisher:
         self._pending.append(changes)
         self._wakeup.set()
 
-    async def reload(self, mapping: SiteMapping) -> None:
+    async def apply_mapping(self, mapping: SiteMapping) -> None:
         """Serve a new mapping: new tags appear, removed ones disappear.
 
         Clients stay connected unless the listen address changes; a new allow-list or connection

@@ -46,7 +46,7 @@ async def test_reload_changes_the_map_and_keeps_clients_connected(wait_until):
         try:
             before = await client.read_holding_registers(100, count=4, device_id=1)
             assert float_at(before.registers[2:]) == 5.0  # current_a at 102
-            await publisher.reload(second)
+            await publisher.apply_mapping(second)
             after = await client.read_holding_registers(100, count=4, device_id=1)
             assert not after.isError()
             assert [float_at(after.registers[:2]), float_at(after.registers[2:])] == [230.0, 231.0]
@@ -67,7 +67,7 @@ async def test_reload_with_a_bad_mapping_changes_nothing():
     bad = site([meter("m1", unit_id=500)], [tag("m1", "voltage_a")], settings())
     async with serving(good, store) as publisher:
         with pytest.raises(MappingError):
-            await publisher.reload(bad)
+            await publisher.apply_mapping(bad)
         assert float_at(publisher.image.read(1, 3, 100, 2)) == 230.0
 
 
@@ -81,7 +81,7 @@ async def test_reload_to_another_port_moves_the_listener():
         new_port = probe.sockets[0].getsockname()[1]
         probe.close()
         await probe.wait_closed()
-        await publisher.reload(site([meter("m1")], [tag("m1", "voltage_a")],
+        await publisher.apply_mapping(site([meter("m1")], [tag("m1", "voltage_a")],
                                     settings(port=new_port)))
         assert publisher.port == new_port != old_port
         with pytest.raises(OSError):
@@ -110,10 +110,17 @@ async def test_diagnostics_count_requests_exceptions_and_refusals():
             await client.read_holding_registers(100, count=2, device_id=9)
             await client.write_register(100, 1, device_id=1)
             diagnostics = publisher.diagnostics()
+            figures = publisher.metrics()
         finally:
             client.close()
     assert diagnostics == {"connections": 1, "requests": 3, "exceptions": {0x0B: 1, 0x01: 1},
                            "refused": 0, "dropped": 0}
+    assert figures["milur_modbus_requests_total"] == 3.0
+    assert figures["milur_modbus_exceptions_total"] == 2.0
+    assert figures["milur_modbus_exceptions_gateway_no_response_total"] == 1.0
+    assert figures["milur_modbus_exceptions_illegal_function_total"] == 1.0
+    assert figures["milur_modbus_exceptions_illegal_address_total"] == 0.0
+    assert figures["milur_modbus_connections"] == 1.0
 
 
 @clean
