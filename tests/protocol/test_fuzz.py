@@ -41,6 +41,7 @@ from bridge.protocol.milur import (
     write_request,
 )
 from bridge.protocol.milur.codec import MAX_BUFFER
+from bridge.protocol.milur.framing import MAX_HUNTED_DATA
 
 from .golden import EXCHANGES
 
@@ -174,3 +175,40 @@ def test_a_reply_is_found_after_any_noise(before: bytes, after: bytes, exchange,
         if not got and (reply := decoder.next_frame()) is not None:
             got.append(reply)
     assert got == [exchange.reply]
+
+
+def test_hostile_streams_cost_bounded_work(monkeypatch) -> None:
+    """Plausible headers everywhere, byte by byte: each byte is hashed about once per position.
+
+    Counted, not timed: hashing every candidate length from scratch would be ~100x more calls.
+    """
+    from bridge.protocol.milur import framing
+
+    calls = 0
+    real = framing.crc16_update
+
+    def counting(crc: int, data: bytes) -> int:
+        nonlocal calls
+        calls += 1
+        return real(crc, data)
+
+    monkeypatch.setattr(framing, "crc16_update", counting)
+    a = Address(255)
+    cases = [
+        (profile_record_request(a, 1), b"\xff\x0d"),
+        (daily_record_request(a, 1), b"\xff\x0c"),
+    ]
+    for request, pattern in cases:
+        stream = (pattern * 400)[:800]
+        decoder = FrameDecoder()
+        decoder.expect(request)
+        for i in range(len(stream)):
+            decoder.feed(stream[i : i + 1])
+            assert decoder.next_frame() is None
+        assert decoder.buffered <= 4 + 1 + MAX_HUNTED_DATA + 2
+    requests_ = RequestDecoder()
+    stream = b"\xff\x02" * 400
+    for i in range(len(stream)):
+        requests_.feed(stream[i : i + 1])
+        requests_.next_request()
+    assert 0 < calls <= 3 * 3 * len(stream) * (MAX_HUNTED_DATA + 8)

@@ -10,7 +10,7 @@ every step either returns a frame, drops at least one byte, or waits for more da
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 from bridge.protocol.milur.errors import CodecUsageError, FrameError
 from bridge.protocol.milur.frames import (
@@ -47,7 +47,6 @@ from bridge.protocol.milur.framing import (
     Kind,
     complete,
     generic_reply,
-    hunt,
 )
 from bridge.protocol.milur.values import RecordTime
 
@@ -85,6 +84,7 @@ class FrameDecoder(Framer):
         self._request = request
         self._answered = False
         self._echo = request.encode()
+        self._forget()
 
     def next_frame(self) -> Reply | None:
         """The reply to the request in flight, or None (need more data)."""
@@ -163,10 +163,8 @@ class FrameDecoder(Framer):
             return complete(buf, s, w + 1 + request.reply_size + 2)
         # Daily/profile record sizes are not known from §4 ([one source]): find them by CRC.
         if func is Func.DAILY_RECORD:
-            sizes: Iterable[int] = range(6, MAX_HUNTED_DATA + 1, 4)
-        else:
-            sizes = range(5, MAX_HUNTED_DATA + 1)
-        return hunt(buf, s, w + 1, sizes)
+            return self._hunt(s, w + 1, range(6, MAX_HUNTED_DATA + 1, 4))
+        return self._hunt(s, w + 1, range(5, MAX_HUNTED_DATA + 1))
 
 
 def _u16(data: bytes) -> int:
@@ -286,7 +284,7 @@ class RequestDecoder(Framer):
             return GARBAGE
         func = Func(f)
         if func is Func.WRITE:  # REG VALUE…: the value size depends on the register; by CRC
-            return hunt(buf, s, w + 1, range(2, MAX_HUNTED_DATA + 1))
+            return self._hunt(s, w + 1, range(2, MAX_HUNTED_DATA + 1))
         return complete(buf, s, w + 1 + REQUEST_DATA[func] + 2)
 
 

@@ -16,6 +16,11 @@ def crc16(data: bytes) -> int:
     return int(_MODEL.calc(bytes(data)))
 
 
+def crc16_update(crc: int, data: bytes) -> int:
+    """Continue a CRC-16/MODBUS over more ``data`` (start from 0xFFFF)."""
+    return int(_MODEL.calc(bytes(data), crc))
+
+
 def with_crc(data: bytes) -> bytes:
     """``data`` followed by its CRC, low byte first."""
     return bytes(data) + crc16(data).to_bytes(2, "little")

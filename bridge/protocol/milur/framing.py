@@ -7,11 +7,10 @@ each step returns a frame, drops at least one byte, or waits for more data, so i
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.protocol.milur.codes import ERROR_FLAG, Func
-from bridge.protocol.milur.crc import crc_ok
+from bridge.protocol.milur.crc import crc16_update, crc_ok
 
 #: reply DATA lengths of the functions whose reply has a fixed size (§4; where §4 gives only the
 #: request, ours: 09 echoes ``01`` like 08, 0F is 4 unknown bytes + the address byte, C3 is
@@ -71,18 +70,6 @@ class DecoderStats:
     invalid_frames: int = 0  # valid CRC but content we cannot parse
 
 
-def hunt(buf: bytearray, s: int, header: int, sizes: Iterable[int]) -> tuple[Kind, int]:
-    """Shortest ``header + size + 2`` with a valid CRC; for DATA whose length §4 does not give."""
-    avail = len(buf) - s
-    for size in sizes:
-        total = header + size + 2
-        if total > avail:
-            return NEED
-        if crc_ok(bytes(buf[s : s + total])):
-            return Kind.FRAME, total
-    return Kind.BAD_CRC, 0
-
-
 def complete(buf: bytearray, s: int, total: int) -> tuple[Kind, int]:
     """FRAME, BAD_CRC, or NEED_MORE for a frame of known length ``total`` at ``s``."""
     if len(buf) - s < total:
@@ -91,10 +78,17 @@ def complete(buf: bytearray, s: int, total: int) -> tuple[Kind, int]:
 
 
 class Framer:
-    """Buffer, statistics and the resynchronising loop shared by both decoders."""
+    """Buffer, statistics and the resynchronising loop shared by both decoders.
+
+    Work is bounded on hostile input: a CRC hunt keeps a running CRC per stream position, and
+    positions that can never start a frame are remembered, so each new byte costs O(buffer).
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._base = 0  # stream offset of self._buf[0]
+        self._hunts: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}  # _hunt state
+        self._dead: set[int] = set()  # stream offsets that cannot start a frame
         self.stats = DecoderStats()
 
     def feed(self, data: bytes) -> None:
@@ -102,7 +96,7 @@ class Framer:
         self._buf += data
         excess = len(self._buf) - MAX_BUFFER
         if excess > 0:
-            del self._buf[:excess]
+            self._drop(excess)
             self.stats.discarded_bytes += excess
 
     @property
@@ -113,12 +107,53 @@ class Framer:
     def clear(self) -> int:
         """Drop buffered bytes (e.g. after a timeout); returns and counts how many."""
         n = len(self._buf)
-        self._buf.clear()
+        self._drop(n)
         self.stats.discarded_bytes += n
         return n
 
+    def _forget(self) -> None:
+        """Forget cached classifications (what is wanted changed)."""
+        self._hunts.clear()
+        self._dead.clear()
+
+    def _drop(self, n: int) -> None:
+        del self._buf[:n]
+        self._base += n
+        if len(self._hunts) + len(self._dead) > 4 * (len(self._buf) + MAX_HUNTED_DATA):
+            self._hunts = {k: v for k, v in self._hunts.items() if k[0] >= self._base}
+            self._dead = {k for k in self._dead if k >= self._base}
+
     def _classify(self, s: int) -> tuple[Kind, int]:
         raise NotImplementedError
+
+    def _hunt(self, s: int, header: int, sizes: range) -> tuple[Kind, int]:
+        """Shortest frame ``header + size + 2`` (``size`` in ``sizes``) whose CRC is valid.
+
+        For DATA whose length §4 does not give. Over a whole frame including its CRC (low byte
+        first) CRC-16/MODBUS gives 0, so one running CRC per position checks every length; it is
+        kept between calls, so each new byte is hashed once per position.
+        """
+        buf = self._buf
+        key = (self._base + s, header, sizes.start, sizes.step)
+        total, crc, found = self._hunts.get(key, (0, 0xFFFF, 0))
+        if found:
+            return Kind.FRAME, found
+        first, last = header + sizes[0] + 2, header + sizes[-1] + 2
+        end = min(len(buf) - s, last)
+        if total < first:
+            if end < first:
+                return NEED
+            total, crc = first, crc16_update(0xFFFF, bytes(buf[s : s + first]))
+        while True:
+            if crc == 0 and (total - first) % sizes.step == 0:
+                self._hunts[key] = (total, crc, total)
+                return Kind.FRAME, total
+            if total >= end:
+                break
+            crc = crc16_update(crc, bytes(buf[s + total : s + total + 1]))
+            total += 1
+        self._hunts[key] = (total, crc, 0)
+        return (Kind.BAD_CRC, 0) if total >= last else NEED
 
     def _take_frame(self) -> bytes | None:
         """The next wanted frame's bytes, or None; discards everything unwanted before it."""
@@ -127,15 +162,15 @@ class Framer:
             kind, length = self._classify(0)
             if kind is Kind.FRAME:
                 frame = bytes(buf[:length])
-                del buf[:length]
+                self._drop(length)
                 return frame
             if kind is Kind.FOREIGN:
-                del buf[:length]
+                self._drop(length)
                 self.stats.foreign_frames += 1
             elif kind is Kind.BAD_CRC or kind is Kind.GARBAGE:
                 # resynchronise: drop one byte and hunt again from the next one
                 self.stats.crc_errors += kind is Kind.BAD_CRC
-                del buf[:1]
+                self._drop(1)
                 self.stats.discarded_bytes += 1
             else:
                 # incomplete: wait, unless a complete frame already starts further on
@@ -143,16 +178,22 @@ class Framer:
                 if skip is None:
                     return None
                 self._count_skipped(bytes(buf[:skip]))
-                del buf[:skip]
+                self._drop(skip)
         return None
 
     def _count_skipped(self, skipped: bytes) -> None:
         self.stats.discarded_bytes += len(skipped)
 
     def _complete_frame_after(self) -> int | None:
+        dead, base = self._dead, self._base
         for k in range(1, len(self._buf)):
-            if self._classify(k)[0] in (Kind.FRAME, Kind.FOREIGN):
+            if base + k in dead:
+                continue
+            kind = self._classify(k)[0]
+            if kind is Kind.FRAME or kind is Kind.FOREIGN:
                 return k
+            if kind is Kind.GARBAGE or kind is Kind.BAD_CRC:  # final: more bytes cannot help
+                dead.add(base + k)
         return None
 
 
