@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def map_rows(mapping: SiteMapping, resolved: ModbusMap) -> list[Row]:
     """One row per served value and per status register, by unit id, table and address."""
     keyed: list[tuple[tuple[int, str, int], Row]] = []
+    meters = {m.name: m for m in mapping.meters}
     for p in resolved.placements:
-        meter = mapping.meter(p.tag.meter)
+        meter = meters[p.tag.meter]
         register = mapping.register_of(meter, p.tag.register)
         row = (
             str(p.unit_id),

@@ -152,6 +152,7 @@ class _Resolver:
         self.errors: list[ConfigError] = []
         # (unit, table) → register address → description of its owner
         self.taken: dict[tuple[int, ModbusTable], dict[int, str]] = {}
+        self.meters = {m.name: m for m in mapping.meters}
 
     def error(self, origin: Origin, message: str) -> None:
         self.errors.append(ConfigError(origin.file, origin.line, message))
@@ -233,16 +234,24 @@ class _Resolver:
             owners[m.modbus_unit_id] = m
             unit_ids[m.name] = m.modbus_unit_id
         next_id = MIN_UNIT_ID
+        left_out: list[MeterConfig] = []
         for m in meters:
             if m.modbus_unit_id is not None:
                 continue
             while next_id in owners:
                 next_id += 1
             if next_id > MAX_UNIT_ID:
-                self.error(m.origin, f"meter {m.name}: no modbus unit id left (more than 247 meters)")
+                left_out.append(m)
                 continue
             owners[next_id] = m
             unit_ids[m.name] = next_id
+        if left_out:
+            first = left_out[0]
+            self.error(
+                first.origin,
+                f"meter {first.name} and {len(left_out) - 1} more: no modbus unit id left; layout "
+                f"per-meter serves at most {MAX_UNIT_ID} meters, use layout flat",
+            )
         return unit_ids
 
     # -- status blocks ----------------------------------------------------------------------
@@ -269,7 +278,7 @@ class _Resolver:
     def resolve_tag(
         self, tag: TagConfig, unit_ids: dict[str, int], flat: bool, skipped: list[TagConfig]
     ) -> RegisterPlacement | None:
-        meter = next((m for m in self.mapping.meters if m.name == tag.meter), None)
+        meter = self.meters.get(tag.meter)
         template = self.mapping.templates.get(meter.template) if meter else None
         register = template.registers.get(tag.register) if template else None
         if meter is None or register is None:

@@ -107,9 +107,14 @@ class ServedLayout:
         self.statuses: list[MeterStatus] = []
         self._status_of_key: dict[str, list[MeterStatus]] = {}
         self._diagnostic_of_key: dict[str, tuple[MeterStatus, str]] = {}
+        served_keys: dict[str, list[str]] = {}
+        for p in self.map.placements:
+            served_keys.setdefault(p.tag.meter, []).append(p.key)
+        all_keys: dict[str, list[str]] = {}
+        for t in mapping.tags:
+            all_keys.setdefault(t.meter, []).append(t.key)
         for block in self.map.status_blocks:
-            served = tuple(p.key for p in self.map.placements if p.tag.meter == block.meter)
-            keys = served or tuple(t.key for t in mapping.tags if t.meter == block.meter)
+            keys = served_keys.get(block.meter) or all_keys.get(block.meter, [])
             status = MeterStatus(block, tuple(dict.fromkeys(keys)))
             self.statuses.append(status)
             for key in status.keys:

@@ -177,10 +177,11 @@ def test_unit_id_errors():
 
 
 def test_more_than_247_meters_run_out_of_unit_ids():
-    meters = [meter(f"m{i}", line=i) for i in range(248)]
+    meters = [meter(f"m{i}", line=i) for i in range(250)]
     errors = check_modbus_map(site(meters, []))
     assert [(e.line, e.message) for e in errors] == [
-        (247, "meter m247: no modbus unit id left (more than 247 meters)")
+        (247, "meter m247 and 2 more: no modbus unit id left; layout per-meter serves at most "
+              "247 meters, use layout flat")
     ]
 
 
