@@ -81,7 +81,8 @@ def _rule_problems(path: Path, root: etree._Element) -> list[TemplateProblem]:
             continue
         for flag in ("energy", "writable"):
             if el.get(flag, "false").strip() in _TRUE:
-                message = f"register {el.get('name')!r}: only numeric registers can be {flag}"
+                fmt = el.get("format")
+                message = f'register {el.get("name")!r}: {flag}="true" needs a numeric format, not {fmt}'
                 problems.append(TemplateProblem(str(path), _line(el), message))
     return problems
 
