@@ -7,7 +7,7 @@ prints requests/s, p50/p99 latency, the server's CPU time per request (utime + s
 /proc/<pid>/stat) and the bridge/bare CPU ratio (target ≤ 1.1), with the asyncio and the uvloop
 event loop. Prints only; no assertions. Default run ≈ 30 s.
 
-    .venv/bin/python bench/modbus_bench.py [--seconds 2.5] [--clients 1 10]
+    .venv/bin/python bench/modbus_bench.py [--seconds 2.5] [--clients 1 10] [--churn 10]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def bridge_mapping():
     )
 
 
-async def serve_bridge() -> None:
+async def serve_bridge(churn: float) -> None:
     from bridge.publishers.modbus import ModbusPublisher
     from bridge.tags.store import TagStore
 
@@ -76,7 +76,18 @@ async def serve_bridge() -> None:
     store.set_good({k: 1000.0 / (i + 3) for i, k in enumerate(keys)}, datetime.now(UTC))
     publisher = ModbusPublisher(bridge_mapping(), store)
     await publisher.start()
+
+    async def change_values() -> None:  # every tag changes `churn` times a second
+        step = 0
+        while True:
+            await asyncio.sleep(1.0 / churn)
+            step += 1
+            store.set_good({k: step + i / 7 for i, k in enumerate(keys)}, datetime.now(UTC))
+
+    churner = asyncio.create_task(change_values()) if churn > 0 else None
     await wait_for_parent(publisher.port)
+    if churner is not None:
+        churner.cancel()
     await publisher.stop()
 
 
@@ -98,11 +109,11 @@ async def wait_for_parent(port: int) -> None:
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
 
 
-def serve(kind: str, use_uvloop: bool) -> None:
+def serve(kind: str, use_uvloop: bool, churn: float) -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    main = serve_bridge if kind == "bridge" else serve_bare
+    main = (lambda: serve_bridge(churn)) if kind == "bridge" else serve_bare
     factory = None
     if use_uvloop:
         import uvloop
@@ -157,9 +168,12 @@ async def load(port: int, pid: int, clients: int, seconds: float) -> Result:
     return Result(sum(counts), elapsed, latencies, cpu_seconds(pid) - cpu_before)
 
 
-def run_scenario(kind: str, use_uvloop: bool, clients: list[int], seconds: float) -> dict[int, Result]:
+def run_scenario(
+    kind: str, use_uvloop: bool, clients: list[int], seconds: float, churn: float
+) -> dict[int, Result]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind] + (["--uvloop"] if use_uvloop else []),
+        [sys.executable, __file__, "--serve", kind, "--churn", str(churn)]
+        + (["--uvloop"] if use_uvloop else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
@@ -201,9 +215,13 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=2.5, help="load time per scenario")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--churn", type=float, default=0.0, metavar="HZ",
+        help="the bridge's 25 tags all change HZ times a second during the run (default 0)",
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.uvloop)
+        serve(args.serve, args.uvloop, args.churn)
         return
     try:
         import uvloop  # noqa: F401
@@ -215,8 +233,11 @@ def main() -> None:
     table: dict[tuple[str, bool, int], Result] = {}
     for uv in loops:
         for kind in ("bare", "bridge"):
-            for n, result in run_scenario(kind, uv, args.clients, args.seconds).items():
+            results = run_scenario(kind, uv, args.clients, args.seconds, args.churn)
+            for n, result in results.items():
                 table[(kind, uv, n)] = result
+    if args.churn:
+        print(f"bridge: its 25 tags change {args.churn:g} times a second during the runs")
     report(table)
 
 
