@@ -64,6 +64,33 @@ def line_of(el: Element) -> int:
     return line if isinstance(line, int) else 0
 
 
+_MARKUP = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>|<(?P<tag>[A-Za-z_])",
+    re.S,
+)
+
+
+def start_lines(source: bytes, root: Element) -> dict[Element, int]:
+    """Line of each element's ``<`` (libxml2's ``sourceline`` is where a multi-line start tag ends).
+
+    Start tags are found in document order, skipping comments, CDATA, processing instructions and
+    the doctype; if their count does not match the tree, the map is empty and callers fall back
+    to ``sourceline``.
+    """
+    elements = [el for el in root.iter() if isinstance(el.tag, str)]
+    starts: list[int] = []
+    line, last = 1, 0
+    for m in _MARKUP.finditer(source):
+        if m["tag"] is None:
+            continue
+        line += source.count(b"\n", last, m.start())
+        last = m.start()
+        starts.append(line)
+    if len(starts) != len(elements):
+        return {}
+    return dict(zip(elements, starts, strict=True))
+
+
 def is_true(text: str | None) -> bool:
     """XSD boolean → bool."""
     return text in ("true", "1")
@@ -95,21 +122,26 @@ class Built:
 class MappingBuilder:
     """Reads one schema-valid document; ``errors`` lists what the schema could not catch."""
 
-    def __init__(self, path: Path) -> None:
-        """``path`` names the file in every origin and error."""
+    def __init__(self, path: Path, lines: dict[Element, int] | None = None) -> None:
+        """``path`` names the file in every origin and error; ``lines`` from ``start_lines``."""
         self.file = str(path)
+        self.lines = lines or {}
         self.base = path.parent
         self.errors: list[ConfigError] = []
         self.built = Built()
 
     # ------------------------------------------------------------------ small readers
+    def line(self, el: Element) -> int:
+        """Line where an element's start tag begins."""
+        return self.lines.get(el) or line_of(el)
+
     def origin(self, el: Element) -> Origin:
         """Origin of an element."""
-        return Origin(self.file, line_of(el))
+        return Origin(self.file, self.line(el))
 
     def error(self, el: Element, message: str) -> None:
         """Record a problem at an element."""
-        self.errors.append(ConfigError(self.file, line_of(el), message))
+        self.errors.append(ConfigError(self.file, self.line(el), message))
 
     def get(self, el: Element, attr: str, conv: Callable[[str], T], default: T) -> T:
         """Attribute converted, or ``default`` when absent."""
@@ -232,6 +264,11 @@ class MappingBuilder:
     def meter(self, el: Element, channel: str) -> None:
         """``<meter>`` with its scale overrides, tags and ``<tags>`` shorthand."""
         name = el.get("name", "")
+        first = next((m for m in self.built.meters if m.name == name), None)
+        if first is not None:
+            # reported once here; the duplicate and its tags are left out of further checks
+            self.error(el, f"meter name {name!r} is already used at line {first.origin.line}")
+            return
         model = el.get("model", "").strip()
         scales: dict[str, float] = {}
         for s in el.iterchildren("scale"):

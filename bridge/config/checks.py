@@ -84,7 +84,6 @@ class CrossChecks:
         b = self.built
         self.unique("listener", ((x.name, x.origin) for x in b.listeners))
         self.unique("channel", ((x.name, x.origin) for x in b.channels))
-        self.unique("meter", ((x.name, x.origin) for x in b.meters))
         self.unique("poll group", ((x.name, x.origin) for x in b.poll_groups))
         self.channels()
         self.meters = [self.meter(m) for m in b.meters]
@@ -145,8 +144,13 @@ class CrossChecks:
         elif not template:
             try:
                 template = template_for_model(m.model)
-            except UnknownModelError as exc:
-                self.error(m.origin, f"meter {m.name!r}: {exc}")
+            except UnknownModelError:
+                models = ", ".join(sorted({x for t in self.templates.values() for x in t.models}))
+                self.error(
+                    m.origin,
+                    f"meter {m.name!r}: no template for model {m.model!r} (known models: {models}); "
+                    "check the model or name a template",
+                )
         if m.address_width is AddressWidth.ONE and m.address > 255:
             self.error(m.origin, f"meter {m.name!r}: address {m.address} does not fit address-width 1")
         channels = {c.name for c in self.built.channels}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
@@ -19,7 +20,7 @@ from typing import cast
 from lxml import etree
 
 from bridge.config import sections
-from bridge.config.builder import MappingBuilder, line_of
+from bridge.config.builder import Element, MappingBuilder, start_lines
 from bridge.config.checks import CrossChecks
 from bridge.config.errors import ConfigError, MappingError
 from bridge.config.model import SiteMapping, Template
@@ -44,26 +45,38 @@ def _schema() -> tuple[etree.XMLSchema, SchemaMessages]:
 
 def _parse(path: Path) -> etree._ElementTree:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    if not path.is_file():
+        raise MappingError([ConfigError(str(path), 0, "the mapping file does not exist (or is not a file)")])
     try:
         return etree.parse(str(path), parser)
     except OSError as exc:
         raise MappingError([ConfigError(str(path), 0, f"cannot read the mapping: {exc}")]) from exc
     except etree.XMLSyntaxError as exc:
-        errors = [
-            ConfigError(str(path), e.line, f"not well-formed XML: {e.message}")
-            for e in cast(Iterable[etree._LogEntry], exc.error_log)
-            if e.level >= etree.ErrorLevels.ERROR
-        ] or [ConfigError(str(path), exc.lineno or 0, f"not well-formed XML: {exc.msg}")]
-        raise MappingError(errors[:1]) from exc  # after the first, libxml2 mostly reports echoes
+        # libxml2 reports the first fatal error; what follows it is mostly its echo
+        message = re.sub(r", line \d+, column \d+$", "", exc.msg or "syntax error")
+        error = ConfigError(str(path), exc.lineno or 0, f"not well-formed XML: {message}")
+        raise MappingError([error]) from exc
 
 
-def _validate(path: Path, doc: etree._ElementTree) -> None:
+def _entry_line(doc: etree._ElementTree, entry: etree._LogEntry, lines: dict[Element, int]) -> int:
+    """The start line of the element an entry is about (libxml2 gives the end of its start tag)."""
+    try:
+        found = doc.xpath(entry.path) if entry.path else []
+    except etree.XPathError:
+        found = []
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return int(lines.get(found[0], entry.line))
+    return int(entry.line)
+
+
+def _validate(path: Path, doc: etree._ElementTree, lines: dict[Element, int]) -> None:
     schema, messages = _schema()
     if schema.validate(doc):
         return
     by_line: dict[int, list[PlainMessage]] = {}
     for entry in cast(Iterable[etree._LogEntry], schema.error_log):
-        by_line.setdefault(entry.line, []).append(messages.rewrite(entry.message))
+        line = _entry_line(doc, entry, lines)
+        by_line.setdefault(line, []).append(messages.rewrite(entry.message))
     raise MappingError(
         ConfigError(str(path), line, m.text) for line, msgs in by_line.items() for m in pick(msgs)
     )
@@ -85,8 +98,10 @@ def _modbus_errors(mapping: SiteMapping) -> list[ConfigError]:
     return list(check_modbus_map(mapping))
 
 
-def _build(path: Path, root: etree._Element) -> tuple[SiteMapping, list[ConfigError]]:
-    b = MappingBuilder(path)
+def _build(
+    path: Path, root: etree._Element, lines: dict[Element, int]
+) -> tuple[SiteMapping, list[ConfigError]]:
+    b = MappingBuilder(path, lines)
     settings: dict[str, object] = {}
     first_line: dict[str, int] = {}
     builders = {
@@ -103,7 +118,7 @@ def _build(path: Path, root: etree._Element) -> tuple[SiteMapping, list[ConfigEr
             if tag in first_line:
                 b.error(el, f"<{tag}> appears twice (first at line {first_line[tag]}); merge them")
                 continue
-            first_line[tag] = line_of(el)
+            first_line[tag] = b.line(el)
             settings[tag] = builders[tag](b, el)
         elif tag == "listener":
             b.listener(el)
@@ -133,8 +148,9 @@ def load_mapping(path: str | Path) -> SiteMapping:
     """Parse, validate and check a mapping file; raises ``MappingError`` listing every problem."""
     path = Path(path)
     doc = _parse(path)
-    _validate(path, doc)
-    mapping, errors = _build(path, doc.getroot())
+    lines = start_lines(path.read_bytes(), doc.getroot())
+    _validate(path, doc, lines)
+    mapping, errors = _build(path, doc.getroot(), lines)
     if not errors:
         errors = _modbus_errors(mapping)
     else:

@@ -66,6 +66,15 @@ _UNEXPECTED = re.compile(
 _MISSING_CHILD = re.compile(
     r"^Missing child element\(s\)\. Expected is(?: one of)? \( (?P<expected>[^)]*) \)\.?$"
 )
+_BOUND = re.compile(r"\('([^']*)'\)")
+_FACET_WORDS = {
+    "maxInclusive": "at most",
+    "minInclusive": "at least",
+    "maxExclusive": "below",
+    "minExclusive": "above",
+    "maxLength": "at most this many characters:",
+    "minLength": "at least this many items or characters:",
+}
 _TEXT = "Character content other than whitespace is not allowed"
 
 
@@ -133,7 +142,12 @@ class SchemaMessages:
             words = PATTERN_WORDS.get(m["pattern"], f"text matching {m['pattern']}")
             return PlainMessage((el, attr), f"{shown(m['value'])}: must be {words}", True, False)
         if m := _FACET.match(rest):
-            text = f"{shown(m['value'])}: {m['rest'].rstrip('.')}"
+            bound = _BOUND.search(m["rest"])
+            limit = _FACET_WORDS.get(m["facet"])
+            if bound and limit:
+                text = f"{shown(m['value'])}: must be {limit} {bound[1]}"
+            else:
+                text = f"{shown(m['value'])}: {m['rest'].rstrip('.')}"
             return PlainMessage((el, attr), text, True, False)
         return PlainMessage((el, attr), f"<{el}> attribute {attr!r}: {rest}", False, False)
 
@@ -146,6 +160,8 @@ class SchemaMessages:
             return f"<{el}> is not allowed here{where}{hint}"
         if m := _MISSING_CHILD.match(rest):
             return f"<{el}> needs a child element: one of {_elements(m['expected'])}"
+        if "No matching global declaration" in rest:
+            return f"the root element must be <mapping>, not <{el}>"
         if rest.startswith(_TEXT):
             return f"<{el}> must not contain text"
         return f"<{el}>: {rest}"
