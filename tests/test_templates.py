@@ -13,6 +13,8 @@ from bridge.config.templates import (
     UnknownModelError,
     builtin_templates,
     load_template,
+    load_template_dir,
+    model_template,
     template_for_model,
 )
 
@@ -98,6 +100,28 @@ def test_builtin_template_has_every_register_of_section_6(name, models, expected
 def test_reg_158_alternative_is_documented_in_the_template() -> None:
     text = (TEMPLATE_DIR / "milur-3phase.xml").read_text(encoding="utf-8")
     assert "158" in text and "159" in text and "override" in text
+
+
+def test_a_site_variant_can_sit_beside_the_base_without_taking_its_models(tmp_path: Path) -> None:
+    # what the comment in milur-3phase.xml tells a site to do for R- on register 158
+    base = (TEMPLATE_DIR / "milur-3phase.xml").read_text(encoding="utf-8")
+    variant = base.replace('name="milur-3phase"', 'name="milur-3phase-r158"').replace(
+        'number="159"', 'number="158"'
+    )
+    (tmp_path / "milur-3phase.xml").write_text(base, encoding="utf-8")
+    (tmp_path / "milur-3phase-r158.xml").write_text(variant, encoding="utf-8")
+    templates = {t.name: t for t in load_template_dir(tmp_path)}
+    assert templates["milur-3phase-r158"].registers["energy_reactive_export_total"].number == 158
+    assert templates["milur-3phase"].registers["energy_reactive_export_total"].number == 159
+    assert model_template(templates.values(), "305") == "milur-3phase"
+
+
+def test_duplicate_template_names_in_a_folder(tmp_path: Path) -> None:
+    text = (TEMPLATE_DIR / "milur-1phase.xml").read_text(encoding="utf-8")
+    (tmp_path / "a.xml").write_text(text, encoding="utf-8")
+    (tmp_path / "b.xml").write_text(text, encoding="utf-8")
+    with pytest.raises(TemplateError, match="also used by"):
+        load_template_dir(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -124,24 +124,22 @@ def load_template(path: str | Path) -> Template:
     )
 
 
-@functools.cache
-def _builtin() -> tuple[Template, ...]:
-    templates = tuple(load_template(p) for p in sorted(TEMPLATE_DIR.glob("*.xml")))
-    seen: dict[str, Template] = {}
-    problems: list[TemplateProblem] = []
-    for t in templates:
-        if t.name in seen:
-            problems.append(
-                TemplateProblem(
-                    t.origin.file,
-                    t.origin.line,
-                    f"template name {t.name!r} is also used by {seen[t.name].origin}",
-                )
-            )
-        seen[t.name] = t
+def load_template_dir(directory: Path) -> tuple[Template, ...]:
+    """Every ``*.xml`` template of a directory, sorted by template name; names must be unique."""
+    templates = sorted((load_template(p) for p in sorted(directory.glob("*.xml"))), key=lambda t: t.name)
+    problems = [
+        TemplateProblem(b.origin.file, b.origin.line, f"template name {b.name!r} is also used by {a.origin}")
+        for a, b in zip(templates, templates[1:], strict=False)
+        if a.name == b.name
+    ]
     if problems:
         raise TemplateError(problems)
-    return templates
+    return tuple(templates)
+
+
+@functools.cache
+def _builtin() -> tuple[Template, ...]:
+    return load_template_dir(TEMPLATE_DIR)
 
 
 def builtin_templates() -> dict[str, Template]:
@@ -149,11 +147,21 @@ def builtin_templates() -> dict[str, Template]:
     return {t.name: t for t in _builtin()}
 
 
-def template_for_model(model: str) -> str:
-    """Name of the built-in template for a meter model (``"107"`` → ``"milur-1phase"``)."""
+def model_template(templates: Iterable[Template], model: str) -> str:
+    """Name of the first template (by name) that lists ``model``.
+
+    A site variant named after its base (``milur-3phase-r158``) sorts after the base, so adding
+    one to the templates folder does not change what a model resolves to.
+    """
+    templates = tuple(templates)
     wanted = model.strip()
-    for t in _builtin():
+    for t in sorted(templates, key=lambda t: t.name):
         if wanted in t.models:
             return t.name
-    known = ", ".join(sorted(m for t in _builtin() for m in t.models))
-    raise UnknownModelError(f"no built-in template for meter model {model!r} (known: {known})")
+    known = ", ".join(sorted({m for t in templates for m in t.models}))
+    raise UnknownModelError(f"no template for meter model {model!r} (known: {known})")
+
+
+def template_for_model(model: str) -> str:
+    """Name of the built-in template for a meter model (``"107"`` → ``"milur-1phase"``)."""
+    return model_template(_builtin(), model)
