@@ -117,7 +117,7 @@ class Collector:
     async def stop(self) -> None:
         """Stop triggers, close meter sessions where possible, close channels and listeners."""
         if self._scheduler is not None:
-            self._scheduler.shutdown()
+            await self._scheduler.stop()
             self._scheduler = None
         await asyncio.gather(
             *(w.stop(self._farewell(w), self._farewell_timeout(w)) for w in self.workers.values())

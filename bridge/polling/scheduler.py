@@ -8,6 +8,7 @@ late run still fires within ``misfire_grace_time``; a trigger never runs twice a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -59,10 +60,24 @@ class PollScheduler:
         self._scheduler = scheduler
 
     def shutdown(self) -> None:
-        """Stop firing; pending trigger coroutines are cancelled by the executor."""
+        """Stop firing at once (prefer ``stop()`` from a coroutine).
+
+        A trigger submitted but not yet run is cancelled, and APScheduler logs that as an error.
+        """
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+
+    async def stop(self) -> None:
+        """Stop firing; a trigger already submitted to the loop runs to its end first."""
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        # a submitted trigger is a task that finishes within one loop iteration (it only
+        # enqueues); let it, rather than have the executor cancel it
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.shutdown()
 
     def _add(self, scheduler: AsyncIOScheduler, group: PollGroup) -> None:
         async def fire() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -74,3 +75,17 @@ def test_bad_cron_is_rejected() -> None:
     sched = PollScheduler([group], lambda g: None)
     with pytest.raises(ValueError):
         sched.start()
+
+
+async def test_stop_lets_a_submitted_trigger_finish(caplog, no_leftovers) -> None:
+    caplog.set_level(logging.WARNING)
+    fired: list[str] = []
+    group = PollGroup("g", ("m1",), ("voltage",), interval=10)
+    for turns in range(3):
+        sched = PollScheduler([group], lambda g: fired.append(g.name))
+        sched.start()  # the run at start is submitted to the loop on its next turns
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await sched.stop()
+        assert not sched.running
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
