@@ -85,7 +85,7 @@ async def test_unplugged_adapter_is_transport_closed_then_reopens(
             assert (await driver.read_registers(link, ["voltage"]))["voltage"].ok
         finally:
             await transport.close()
-    lost = [r for r in caplog.records if "lost" in r.getMessage()]
+    lost = [r for r in caplog.records if r.name == "bridge.transport.serial" and "lost" in r.getMessage()]
     assert len(lost) == 1  # logged once, not on every failed read
 
 
