@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 import struct
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -242,13 +243,14 @@ async def test_ten_clients_never_see_torn_values_while_values_change():
 ])
 async def test_mbpoll_reads_a_float(reference, options, expected):
     async with serving(mapping(), filled_store()) as publisher:
-        process = await asyncio.create_subprocess_exec(
-            "mbpoll", "-m", "tcp", "-a", "1", "-r", str(reference), "-t", "4:float", "-c", "1",
-            "-1", "-o", "2", *options, "-p", str(publisher.port), "127.0.0.1",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        # a plain subprocess in a worker thread: asyncio's child watcher thread could outlive
+        # the test by a moment; the executor's threads are shut down by no_leftovers
+        command = ["mbpoll", "-m", "tcp", "-a", "1", "-r", str(reference), "-t", "4:float",
+                   "-c", "1", "-1", "-o", "2", *options, "-p", str(publisher.port), "127.0.0.1"]
+        process = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=15
         )
-        output, _ = await asyncio.wait_for(process.communicate(), 15)
-    text = output.decode(errors="replace")
+    text = process.stdout + process.stderr
     assert process.returncode == 0, text
     match = re.search(rf"\[{reference}\]:\s*(\S+)", text)
     assert match, text
