@@ -220,15 +220,21 @@ class OpcUaPublisher:
         return url._replace(netloc=f"{url.hostname}:{self.port}").geturl()
 
 
-def _convert(value: object, variant: ua.VariantType) -> object:
+_INT_RANGES = {ua.VariantType.UInt32: (0, 0xFFFFFFFF), ua.VariantType.Int32: (-(2**31), 2**31 - 1)}
+
+
+def _convert(value: float | int | str | bool, variant: ua.VariantType) -> object:
     if variant is ua.VariantType.Double:
         if isinstance(value, str):
             raise TypeError("text for a number")
         return float(value)
-    if variant is ua.VariantType.UInt32:
-        number = int(value)  # type: ignore[call-overload]
-        if not 0 <= number <= 0xFFFFFFFF:
-            raise ValueError("out of UInt32 range")
+    if variant in _INT_RANGES:
+        if isinstance(value, str):
+            raise TypeError("text for a number")
+        number = int(value)
+        low, high = _INT_RANGES[variant]
+        if not low <= number <= high:
+            raise ValueError(f"out of {variant.name} range")
         return number
     if variant is ua.VariantType.Boolean:
         return bool(value)

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 from asyncua import Server, ua
 
-from bridge.config.model import ChannelConfig, MeterConfig, RegisterFormat, SiteMapping, TagConfig
+from bridge.config.model import (
+    ChannelConfig,
+    MeterConfig,
+    RegisterDef,
+    RegisterFormat,
+    SiteMapping,
+    TagConfig,
+)
 from bridge.tags.keys import CHANNEL_DIAG_FIELDS, METER_DIAG_FIELDS, channel_diag_key, meter_diag_key
 
 #: OPC UA namespace of UNECE Rec 20 unit codes (OPC 10000-8, EUInformation)
@@ -59,6 +66,7 @@ _PY_TO_VARIANT: dict[type, ua.VariantType] = {
 _VARIANT_TO_DATATYPE: dict[ua.VariantType, int] = {
     ua.VariantType.Double: ua.ObjectIds.Double,
     ua.VariantType.UInt32: ua.ObjectIds.UInt32,
+    ua.VariantType.Int32: ua.ObjectIds.Int32,
     ua.VariantType.Boolean: ua.ObjectIds.Boolean,
     ua.VariantType.String: ua.ObjectIds.String,
 }
@@ -88,6 +96,25 @@ def eu_information(unit: str) -> ua.EUInformation:
         info.UnitId = -1
         info.Description = ua.LocalizedText(unit)
     return info
+
+
+_UNSIGNED = frozenset({RegisterFormat.U8, RegisterFormat.U16, RegisterFormat.U24, RegisterFormat.U32})
+_SIGNED = frozenset({RegisterFormat.S16, RegisterFormat.S24, RegisterFormat.S32})
+
+
+def _tag_variant(
+    mapping: SiteMapping, meter: MeterConfig, tag: TagConfig, reg: RegisterDef, unit: str
+) -> ua.VariantType:
+    """Double for measurements, String for text and dates, UInt32/Int32 for unscaled unitless states."""
+    if not reg.is_numeric:
+        return ua.VariantType.String
+    unscaled = tag.scale == 1.0 and tag.offset == 0.0 and mapping.effective_scale(meter, reg.name) == 1.0
+    if unscaled and not unit:
+        if reg.fmt in _UNSIGNED:
+            return ua.VariantType.UInt32
+        if reg.fmt in _SIGNED:
+            return ua.VariantType.Int32
+    return ua.VariantType.Double
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +212,15 @@ class AddressSpaceBuilder:
         self._object(obj, folder, meter.name, description)
         for tag in tags:
             reg = mapping.register_of(meter, tag.register)
-            numeric = reg.is_numeric
-            variant = ua.VariantType.Double if numeric else ua.VariantType.String
             unit = tag.unit if tag.unit is not None else reg.unit
-            node_id = self._tag_node_id(tag)
+            variant = _tag_variant(mapping, meter, tag, reg, unit)
             text = tag.description or reg.description
             if reg.fmt is RegisterFormat.DATETIME:
                 text = text or "date/time (ISO 8601)"
-            self._variable(tag.key, node_id, obj, tag.name, variant, text, unit if numeric else None)
+            analog = variant is ua.VariantType.Double
+            self._variable(
+                tag.key, self._tag_node_id(tag), obj, tag.name, variant, text, unit if analog else None
+            )
         diag = self._sid(f"{meter.name}.diag")
         self._folder(diag, obj, "Diagnostics", f"Diagnostics of meter {meter.name}")
         for field, py_type in METER_DIAG_FIELDS.items():
@@ -247,7 +275,7 @@ class AddressSpaceBuilder:
         description: str,
         unit: str | None,
     ) -> None:
-        analog = unit is not None
+        analog = variant is ua.VariantType.Double and unit is not None
         item = ua.AddNodesItem()
         item.RequestedNewNodeId = node_id
         item.BrowseName = ua.QualifiedName(name, self._ns)
