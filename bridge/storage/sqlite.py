@@ -114,7 +114,7 @@ class SqliteReadingStore:
         """Queue archive records; never blocks."""
         if records and self._accepting(len(records)):
             assert self._writer is not None
-            self._writer.submit(tuple(records), len(records))
+            self._writer.submit_archive(records)
 
     def _accepting(self, count: int) -> bool:
         if self._writer is not None:

@@ -154,8 +154,16 @@ class SqliteWriter:
         self._tag_ids: dict[str, tuple[int, TagClass]] = {}
 
     # -- event loop side ----------------------------------------------------------------------
-    def submit(self, item: _Rows | tuple[ArchiveRecord, ...], count: int) -> None:
-        """Queue rows unless more than ``max_pending_rows`` wait (then drop, count, log once)."""
+    def submit_readings(self, rows: Sequence[Reading], tag_class: TagClass) -> None:
+        """Queue readings of one retention class."""
+        self._enqueue(_Rows(tuple(rows), tag_class), len(rows))
+
+    def submit_archive(self, records: Sequence[ArchiveRecord]) -> None:
+        """Queue archive records."""
+        self._enqueue(tuple(records), len(records))
+
+    def _enqueue(self, item: _Rows | tuple[ArchiveRecord, ...], count: int) -> None:
+        # over ``max_pending_rows`` waiting rows: drop, count, log once until writing catches up
         with self._lock:
             admitted = self._pending + count <= self._settings.max_pending_rows
             if admitted:
@@ -172,10 +180,6 @@ class SqliteWriter:
                 self._path,
                 self._settings.max_pending_rows,
             )
-
-    def submit_readings(self, rows: Sequence[Reading], tag_class: TagClass) -> None:
-        """Queue readings of one retention class."""
-        self.submit(_Rows(tuple(rows), tag_class), len(rows))
 
     def call(self, fn: Callable[[sqlite3.Connection], Any], check_lost: bool) -> asyncio.Future[Any]:
         """Run ``fn(conn)`` in the writer thread after everything queued before it is committed."""
