@@ -69,6 +69,8 @@ GOOD = """\
 def good(tmp_path: Path) -> Path:
     path = tmp_path / "site.xml"
     path.write_text(GOOD, encoding="utf-8")
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "site.spec").write_text("meter 107:255\n")
     return path
 
 
