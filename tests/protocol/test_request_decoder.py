@@ -84,3 +84,15 @@ def test_known_addresses_settle_frames_valid_under_both_widths() -> None:
     # and a fixed-length reading beats a CRC-framed write: a read of 4-byte address 512
     read4 = read_request(Address(512, 4), 0)
     assert drain(RequestDecoder(), [read4.encode()]) == [read4]
+
+
+def test_write_sizes_frame_writes_exactly() -> None:
+    # found by Hypothesis: this write has a shorter prefix with a valid CRC, so a write framed by
+    # CRC alone loses its last value byte; knowing the register's value size avoids that
+    write = Request(Address(636694759, 4), Func.WRITE, h("2c 60 cb 38 04 47"))
+    hunted = drain(RequestDecoder(), [write.encode()])
+    assert hunted[0].data == write.data[:-1]
+    assert drain(RequestDecoder(write_sizes={0x2C: 5}), [write.encode()]) == [write]
+    relay = write_request(ADDR, 84, b"\x01")
+    chunks = [relay.encode()[:4], relay.encode()[4:]]
+    assert drain(RequestDecoder(write_sizes={84: 1}), chunks) == [relay]

@@ -10,28 +10,17 @@ every step either returns a frame, drops at least one byte, or waits for more da
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from bridge.protocol.milur.errors import CodecUsageError, FrameError
 from bridge.protocol.milur.frames import (
     ERROR_FLAG,
+    REPLY_TYPES,
     Address,
-    ArchiveSearchReply,
-    CloseSessionReply,
-    DailyRecordReply,
-    ErrorCode,
     ErrorReply,
     Func,
-    IdentifyReply,
-    JournalCountReply,
-    JournalRecordReply,
-    NetworkAddressReply,
-    ProfileRecordReply,
-    ReadReply,
     Reply,
     Request,
-    SessionReply,
-    WriteReply,
 )
 from bridge.protocol.milur.framing import (
     ERROR_DATA,
@@ -48,7 +37,6 @@ from bridge.protocol.milur.framing import (
     complete,
     generic_reply,
 )
-from bridge.protocol.milur.values import RecordTime
 
 __all__ = [
     "MAX_BUFFER",
@@ -167,52 +155,14 @@ class FrameDecoder(Framer):
         return self._hunt(s, w + 1, range(5, MAX_HUNTED_DATA + 1))
 
 
-def _u16(data: bytes) -> int:
-    return int.from_bytes(data[:2], "little")
-
-
 def _parse_reply(frame: bytes, request: Request) -> Reply:
     """Build the reply object from a framed, CRC-checked reply to ``request``."""
     w = request.address.width
     addr = Address(int.from_bytes(frame[:w], "little"), w)
     f, payload = frame[w], frame[w + 1 : -2]
     if f != request.func:
-        code = payload[0]
-        known = code in ErrorCode._value2member_map_
-        return ErrorReply(addr, f & ~ERROR_FLAG, ErrorCode(code) if known else code)
-    return _reply_from_payload(addr, request.func, payload)
-
-
-def _reply_from_payload(addr: Address, func: Func, p: bytes) -> Reply:
-    """The one place where reply DATA layouts are read (§3, §4; §4 one-source ones included)."""
-    if func is Func.READ:
-        return ReadReply(addr, p[0], p[2:])
-    if func is Func.WRITE:
-        return WriteReply(addr, p[0], p[1:])
-    if func is Func.OPEN_SESSION:
-        return SessionReply(addr, p[0])
-    if func is Func.CLOSE_SESSION:
-        return CloseSessionReply(addr)
-    if func is Func.JOURNAL_COUNT:
-        return JournalCountReply(addr, _u16(p))
-    if func is Func.JOURNAL_RECORD:  # sec min hour day mon yy flags
-        return JournalRecordReply(addr, RecordTime.decode(p[:6], seconds=True), p[6])
-    if func is Func.DAILY_RECORD:  # ? min hour day mon yy + BCD32 blocks
-        if (len(p) - 6) % 4:
-            raise FrameError("daily record blocks are not a multiple of 4 bytes")
-        blocks = tuple(p[i : i + 4] for i in range(6, len(p), 4))
-        return DailyRecordReply(addr, RecordTime.decode(p[:6], seconds=True), blocks)
-    if func is Func.PROFILE_RECORD:  # min hour day mon yy + values
-        return ProfileRecordReply(addr, RecordTime.decode(p[:5], seconds=False), p[5:])
-    if func is Func.ARCHIVE_SEARCH:  # STATUS START END
-        return ArchiveSearchReply(addr, p[0], _u16(p[1:3]), _u16(p[3:5]))
-    if func is Func.NETWORK_ADDRESS:  # byte 9 of the frame is the address
-        return NetworkAddressReply(addr, p[4], p[:4])
-    # IDENTIFY: bytes 9..23 of the frame are the IMEI (§7)
-    imei = p[4:19]
-    if not imei.isascii():
-        raise FrameError("IMEI is not ASCII")
-    return IdentifyReply(addr, imei.decode("ascii"), p[:4])
+        return ErrorReply.for_func(addr, f, payload)
+    return REPLY_TYPES[request.func].from_payload(addr, payload)
 
 
 def decode_reply(frame: bytes, request: Request) -> Reply:
@@ -232,15 +182,24 @@ class RequestDecoder(Framer):
     ``widths`` are the address widths tried at each position. Some byte strings are valid requests
     under both widths (e.g. ``00 02 00 00 02 …``: a write to 4-byte address 512, or a write to
     1-byte address 0 with a longer value). ``addresses`` (the meters on the bus, optional) settles
-    that: a reading naming a known address wins; otherwise see ``_classify``.
+    that: a reading naming a known address wins; otherwise see ``_classify``. ``write_sizes``
+    (register → value bytes, e.g. ``{84: 1}`` for the relay) frames writes exactly; a write to
+    another register is framed by CRC (the shortest valid frame, so a ~1/65536 chance per length
+    of cutting it short).
     """
 
-    def __init__(self, widths: Sequence[int] = (1, 4), addresses: Collection[Address] | None = None) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (1, 4),
+        addresses: Collection[Address] | None = None,
+        write_sizes: Mapping[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if not widths or any(w not in (1, 4) for w in widths):
             raise CodecUsageError(f"address widths must be 1 and/or 4, got {widths!r}")
         self._widths = tuple(widths)
         self._addresses = frozenset(addresses) if addresses is not None else None
+        self._write_sizes = dict(write_sizes or {})
         self._frame_width = self._widths[0]  # width of the frame _classify(0) last accepted
 
     def next_request(self) -> Request | None:
@@ -258,7 +217,7 @@ class RequestDecoder(Framer):
         # length was found by CRC, then the shorter frame, then the width listed first.
         results = [(self._classify_width(s, w), w) for w in self._widths]
         frames = [
-            (not self._known(s, w), self._buf[s + w] == Func.WRITE, total, i, w)
+            (not self._known(s, w), self._hunted_write(s, w), total, i, w)
             for i, ((kind, total), w) in enumerate(results)
             if kind is Kind.FRAME
         ]
@@ -269,6 +228,9 @@ class RequestDecoder(Framer):
         if Kind.NEED_MORE in kinds:
             return NEED
         return (Kind.BAD_CRC, 0) if Kind.BAD_CRC in kinds else GARBAGE
+
+    def _hunted_write(self, s: int, w: int) -> bool:
+        return self._buf[s + w] == Func.WRITE and self._buf[s + w + 1] not in self._write_sizes
 
     def _known(self, s: int, w: int) -> bool:
         if self._addresses is None:
@@ -283,16 +245,24 @@ class RequestDecoder(Framer):
         if f not in FUNC_BYTES:
             return GARBAGE
         func = Func(f)
-        if func is Func.WRITE:  # REG VALUE…: the value size depends on the register; by CRC
+        if func is Func.WRITE:  # REG VALUE…: the value size depends on the register
+            if len(buf) - s <= w + 1:
+                return NEED
+            size = self._write_sizes.get(buf[s + w + 1])
+            if size is not None:
+                return complete(buf, s, w + 1 + 1 + size + 2)
             return self._hunt(s, w + 1, range(2, MAX_HUNTED_DATA + 1))
         return complete(buf, s, w + 1 + REQUEST_DATA[func] + 2)
 
 
 def decode_request(
-    frame: bytes, widths: Sequence[int] = (1, 4), addresses: Collection[Address] | None = None
+    frame: bytes,
+    widths: Sequence[int] = (1, 4),
+    addresses: Collection[Address] | None = None,
+    write_sizes: Mapping[int, int] | None = None,
 ) -> Request:
     """Decode one whole request frame; raises ``FrameError`` if it is not one."""
-    decoder = RequestDecoder(widths, addresses)
+    decoder = RequestDecoder(widths, addresses, write_sizes)
     decoder.feed(frame)
     request = decoder.next_request()
     if request is None or decoder.buffered or decoder.stats.discarded_bytes:

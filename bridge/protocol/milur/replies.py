@@ -1,5 +1,6 @@
 """Reply frames as frozen dataclasses (protocol notes §2–§4, §7); each one can also be encoded.
 
+Each class holds its DATA layout in both directions (``payload()`` and ``from_payload()``).
 Replies keep raw value bytes; interpreting them (scales, BCD, dates) is the job of ``values.py`` and
 of the helper methods here, which raise ``ValueDecodeError``. Import them from ``frames.py``.
 """
@@ -14,12 +15,13 @@ from bridge.protocol.milur.codes import (
     ERROR_MEANINGS,
     Address,
     ArchiveSearchStatus,
+    ErrorCode,
     Func,
     check_u8,
     check_u16,
 )
 from bridge.protocol.milur.crc import with_crc
-from bridge.protocol.milur.errors import CodecUsageError
+from bridge.protocol.milur.errors import CodecUsageError, FrameError
 from bridge.protocol.milur.values import RecordTime, decode_bcd32
 
 
@@ -38,6 +40,11 @@ class Reply:
 
     def payload(self) -> bytes:
         """The DATA bytes between the function byte and the CRC."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> Reply:
+        """The reply from its DATA bytes (already framed to the right length by the codec)."""
         raise NotImplementedError
 
     def encode(self) -> bytes:
@@ -59,6 +66,11 @@ class ReadReply(Reply):
             raise CodecUsageError("a register value is at most 255 bytes")
         return bytes([check_u8("register", self.register), len(self.value)]) + self.value
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> ReadReply:
+        """``REG LEN VALUE``."""
+        return cls(address, p[0], p[2:])
+
 
 @dataclass(frozen=True, slots=True)
 class WriteReply(Reply):
@@ -72,6 +84,11 @@ class WriteReply(Reply):
         """``REG VALUE…``."""
         return bytes([check_u8("register", self.register)]) + self.value
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> WriteReply:
+        """``REG VALUE…``."""
+        return cls(address, p[0], p[1:])
+
 
 @dataclass(frozen=True, slots=True)
 class SessionReply(Reply):
@@ -84,6 +101,11 @@ class SessionReply(Reply):
         """``LEVEL``."""
         return bytes([check_u8("level", self.level)])
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> SessionReply:
+        """``LEVEL``."""
+        return cls(address, p[0])
+
 
 @dataclass(frozen=True, slots=True)
 class CloseSessionReply(Reply):
@@ -94,6 +116,11 @@ class CloseSessionReply(Reply):
     def payload(self) -> bytes:
         """``01``."""
         return b"\x01"
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> CloseSessionReply:
+        """``01``."""
+        return cls(address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +134,14 @@ class JournalCountReply(Reply):
         """``COUNT(u16 LE)``."""
         return check_u16("count", self.count).to_bytes(2, "little")
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> JournalCountReply:
+        """``COUNT(u16 LE)``."""
+        return cls(address, int.from_bytes(p[:2], "little"))
 
-# §4 one-source record layouts. Everything about the shape of journal, daily, profile and
-# archive-search replies is in the four classes below and in ``codec._reply_from_payload``.
+
+# §4 one-source record layouts: everything about the shape of journal, daily, profile and
+# archive-search replies (both directions) is in the four classes below.
 @dataclass(frozen=True, slots=True)
 class JournalRecordReply(Reply):
     """FUNC 0B reply: ``sec min hour day mon yy flags`` (§4, [one source])."""
@@ -121,6 +153,11 @@ class JournalRecordReply(Reply):
     def payload(self) -> bytes:
         """Seven bytes."""
         return self.time.encode(seconds=True) + bytes([check_u8("flags", self.flags)])
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> JournalRecordReply:
+        """``sec min hour day mon yy flags``."""
+        return cls(address, RecordTime.decode(p[:6], seconds=True), p[6])
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +177,14 @@ class DailyRecordReply(Reply):
             raise CodecUsageError("daily record blocks are 4 bytes each")
         return self.time.encode(seconds=True) + b"".join(self.blocks)
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> DailyRecordReply:
+        """``? min hour day mon yy`` + 4-byte blocks."""
+        if len(p) < 6 or (len(p) - 6) % 4:
+            raise FrameError("a daily record is 6 bytes + 4-byte blocks")
+        blocks = tuple(p[i : i + 4] for i in range(6, len(p), 4))
+        return cls(address, RecordTime.decode(p[:6], seconds=True), blocks)
+
     def energies(self) -> tuple[int, ...]:
         """The blocks as Milur BCD32 integers (raises ``ValueDecodeError`` on a bad digit)."""
         return tuple(decode_bcd32(b) for b in self.blocks)
@@ -156,6 +201,11 @@ class ProfileRecordReply(Reply):
     def payload(self) -> bytes:
         """Five time bytes, then the raw values."""
         return self.time.encode(seconds=False) + self.values
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> ProfileRecordReply:
+        """``min hour day mon yy`` + values."""
+        return cls(address, RecordTime.decode(p[:5], seconds=False), p[5:])
 
     def words(self) -> tuple[int, ...]:
         """The values read as u16 LE words (one plausible layout; a trailing odd byte is ignored)."""
@@ -179,6 +229,12 @@ class ArchiveSearchReply(Reply):
             + check_u16("start", self.start).to_bytes(2, "little")
             + check_u16("end", self.end).to_bytes(2, "little")
         )
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> ArchiveSearchReply:
+        """``STATUS START END``."""
+        u16 = int.from_bytes
+        return cls(address, p[0], u16(p[1:3], "little"), u16(p[3:5], "little"))
 
     @property
     def status_name(self) -> str:
@@ -206,6 +262,11 @@ class NetworkAddressReply(Reply):
             raise CodecUsageError("NetworkAddressReply.info is 4 bytes")
         return self.info + bytes([check_u8("network address", self.network_address)])
 
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> NetworkAddressReply:
+        """``info(4) ADDRESS``: the address is byte 9 of a 4-byte-addressed frame."""
+        return cls(address, p[4], p[:4])
+
 
 @dataclass(frozen=True, slots=True)
 class IdentifyReply(Reply):
@@ -220,6 +281,14 @@ class IdentifyReply(Reply):
         if len(self.info) != 4 or len(self.imei) != 15 or not self.imei.isascii():
             raise CodecUsageError("IdentifyReply needs 4 info bytes and a 15-character IMEI")
         return self.info + self.imei.encode("ascii")
+
+    @classmethod
+    def from_payload(cls, address: Address, p: bytes) -> IdentifyReply:
+        """``info(4) IMEI(15)``: the IMEI is bytes 9..23 of the frame (§7)."""
+        imei = p[4:19]
+        if not imei.isascii():
+            raise FrameError("the IMEI is not ASCII")
+        return cls(address, imei.decode("ascii"), p[:4])
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +312,13 @@ class ErrorReply(Reply):
     def payload(self) -> bytes:
         """``CODE 00``."""
         return bytes([check_u8("error code", self.code), 0])
+
+    @classmethod
+    def for_func(cls, address: Address, func_byte: int, p: bytes) -> ErrorReply:
+        """From the function byte (``FUNC|80``) and ``CODE 00``; a known code becomes ``ErrorCode``."""
+        code = p[0]
+        known = code in ErrorCode._value2member_map_
+        return cls(address, func_byte & ~ERROR_FLAG, ErrorCode(code) if known else code)
 
 
 #: reply class by function (error replies excluded)
