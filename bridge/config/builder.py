@@ -126,7 +126,8 @@ class MappingBuilder:
         """``path`` names the file in every origin and error; ``lines`` from ``start_lines``."""
         self.file = str(path)
         self.lines = lines or {}
-        self.base = path.parent
+        self.meter_names: dict[str, MeterConfig] = {}
+        self.base = path.absolute().parent
         self.errors: list[ConfigError] = []
         self.built = Built()
 
@@ -264,7 +265,7 @@ class MappingBuilder:
     def meter(self, el: Element, channel: str) -> None:
         """``<meter>`` with its scale overrides, tags and ``<tags>`` shorthand."""
         name = el.get("name", "")
-        first = next((m for m in self.built.meters if m.name == name), None)
+        first = self.meter_names.get(name)
         if first is not None:
             # reported once here; the duplicate and its tags are left out of further checks
             self.error(el, f"meter name {name!r} is already used at line {first.origin.line}")
@@ -276,26 +277,26 @@ class MappingBuilder:
             if register in scales:
                 self.error(s, f"meter {name!r}: register {register!r} has two <scale> overrides")
             scales[register] = self.number(s, "value", 1.0)
-        self.built.meters.append(
-            MeterConfig(
-                name=name,
-                channel=channel,
-                model=model,
-                template=el.get("template", ""),  # resolved from the model by the checks
-                address=int(el.get("address", "0")),
-                address_width=self.get(el, "address-width", AddressWidth, AddressWidth.AUTO),
-                access_level=self.get(el, "level", int, 1),
-                password=self.password(el),
-                backup_channel=el.get("backup-channel"),
-                wake_byte=self.flag(el, "wake-byte", model in WAKE_BYTE_MODELS),
-                scale_overrides=MappingProxyType(scales),
-                energy_scale=self.optional_number(el, "energy-scale"),
-                bad_after=self.number(el, "bad-after", 300.0),
-                modbus_unit_id=self.get(el, "unit-id", int, None),
-                description=el.get("description", ""),
-                origin=self.origin(el),
-            )
+        meter = MeterConfig(
+            name=name,
+            channel=channel,
+            model=model,
+            template=el.get("template", ""),  # resolved from the model by the checks
+            address=int(el.get("address", "0")),
+            address_width=self.get(el, "address-width", AddressWidth, AddressWidth.AUTO),
+            access_level=self.get(el, "level", int, 1),
+            password=self.password(el),
+            backup_channel=el.get("backup-channel"),
+            wake_byte=self.flag(el, "wake-byte", model in WAKE_BYTE_MODELS),
+            scale_overrides=MappingProxyType(scales),
+            energy_scale=self.optional_number(el, "energy-scale"),
+            bad_after=self.number(el, "bad-after", 300.0),
+            modbus_unit_id=self.get(el, "unit-id", int, None),
+            description=el.get("description", ""),
+            origin=self.origin(el),
         )
+        self.meter_names[name] = meter
+        self.built.meters.append(meter)
         for child in el.iterchildren("tag", "tags"):
             if child.tag == "tag":
                 self.tag(child, name)

@@ -74,6 +74,7 @@ class CrossChecks:
         self.meters: list[MeterConfig] = []
         self.poll_groups: list[PollGroup] = []
         self.tags: list[TagConfig] = []
+        self.addresses: dict[tuple[str, int], MeterConfig] = {}  # (channel, address) → first meter
 
     def error(self, origin: Origin, message: str) -> None:
         """Record a problem."""
@@ -85,6 +86,7 @@ class CrossChecks:
         self.unique("listener", ((x.name, x.origin) for x in b.listeners))
         self.unique("channel", ((x.name, x.origin) for x in b.channels))
         self.unique("poll group", ((x.name, x.origin) for x in b.poll_groups))
+        self.channel_names = {c.name for c in b.channels}
         self.channels()
         self.meters = [self.meter(m) for m in b.meters]
         self.poll_groups = [self.poll_group(g) for g in b.poll_groups]
@@ -153,23 +155,20 @@ class CrossChecks:
                 )
         if m.address_width is AddressWidth.ONE and m.address > 255:
             self.error(m.origin, f"meter {m.name!r}: address {m.address} does not fit address-width 1")
-        channels = {c.name for c in self.built.channels}
         if m.backup_channel is not None:
             if m.backup_channel == m.channel:
                 self.error(m.origin, f"meter {m.name!r}: backup-channel is its own channel {m.channel!r}")
-            elif m.backup_channel not in channels:
+            elif m.backup_channel not in self.channel_names:
                 self.error(
                     m.origin, f"meter {m.name!r}: backup-channel {m.backup_channel!r} is not a channel"
                 )
-        for other in self.built.meters:
-            if other is m:
-                break
-            if other.channel == m.channel and other.address == m.address:
-                self.error(
-                    m.origin,
-                    f"meter {m.name!r}: address {m.address} is already used by meter {other.name!r} "
-                    f"on channel {m.channel!r} (line {other.origin.line})",
-                )
+        other = self.addresses.setdefault((m.channel, m.address), m)
+        if other is not m:
+            self.error(
+                m.origin,
+                f"meter {m.name!r}: address {m.address} is already used by meter {other.name!r} "
+                f"on channel {m.channel!r} (line {other.origin.line})",
+            )
         for register in m.scale_overrides:
             self.known_register(m.origin, f"meter {m.name!r}: <scale>", template, register)
         return replace(m, template=template)

@@ -165,7 +165,7 @@ def simulator(b: MappingBuilder, el: Element) -> SimulatorSettings:
     """``<simulator>``; a section without ``enabled`` is enabled, and then needs a spec file."""
     settings = SimulatorSettings(enabled=b.flag(el, "enabled", True), spec=b.optional_path(el, "spec"))
     if settings.enabled and settings.spec is None:
-        b.error(el, "simulator: an enabled simulator needs spec=\"<file>\"")
+        b.error(el, 'simulator: an enabled simulator needs spec="<file>"')
     elif settings.enabled and settings.spec is not None and not Path(settings.spec).is_file():
         b.error(el, f"simulator: spec file {el.get('spec', '')!r} does not exist (next to the mapping)")
     return settings

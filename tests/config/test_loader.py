@@ -293,3 +293,22 @@ def test_a_missing_file_is_one_clear_error(tmp_path: Path) -> None:
     (error,) = info.value.errors
     assert error.line == 0 and "does not exist" in error.message
     assert str(error) == f"{tmp_path / 'nope.xml'}: the mapping file does not exist (or is not a file)"
+
+
+def test_a_large_dial_in_site_loads(tmp_path: Path) -> None:
+    """Thousands of dial-in channels: every check stays linear enough to load it in a test."""
+    count = 3000
+    channels = "".join(
+        f'<channel name="h{i}"><dial-in listener="gsm" identity="{356938035000000 + i}"/>'
+        f'<meter name="m{i}" model="107" address="255"><tags all="true"/></meter></channel>'
+        for i in range(count)
+    )
+    path = tmp_path / "big.xml"
+    path.write_text(
+        f'<mapping><modbus enabled="false"/><listener name="gsm"/>{channels}'
+        '<poll-group name="e" cron="*/15 * * * *" meters="all" registers="energy_active_import_total"/>'
+        "</mapping>"
+    )
+    m = load_mapping(path)
+    assert len(m.channels) == len(m.meters) == len(m.tags) == count
+    assert len(m.poll_groups[0].meters) == count
