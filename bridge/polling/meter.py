@@ -190,6 +190,8 @@ class MeterPoller:
         meter_errors = self._publish_readings(registers, readings)
         diag = self._count(link, before, meter_errors, success=True)
         diag["last_success"] = utcnow().isoformat(timespec="seconds")
+        if channel != self.diag.get("channel_in_use"):
+            log.info("meter %s: now served through channel %s", self.meter.name, channel)
         diag["channel_in_use"] = channel
         health.success()
         self._refresh_state(extra=diag)  # one batch of diagnostics per poll

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -89,7 +90,10 @@ class QualityLog:
         self.qualities += [c.value.quality for c in changes if c.key == self.key]
 
 
-async def test_backup_channel_serves_while_primary_is_down(no_leftovers, wait_until) -> None:
+async def test_backup_channel_serves_while_primary_is_down(
+    caplog, no_leftovers, wait_until
+) -> None:
+    caplog.set_level(logging.INFO)
     sim = SimulatedMeter("107", 9)  # one meter reachable through two modems
     bus_a, bus_b = SimulatedBus([sim]), SimulatedBus([sim])
     async with TcpMeterServer(bus_a) as server_a, TcpMeterServer(bus_b) as server_b:
@@ -129,6 +133,11 @@ async def test_backup_channel_serves_while_primary_is_down(no_leftovers, wait_un
             store.remove_listener(log)
     # the value never went bad while one channel could serve it
     assert log.qualities and all(q is Quality.Good for q in log.qualities), log.qualities
+    switches = [r.getMessage() for r in caplog.records if "now served through" in r.getMessage()]
+    assert switches == [
+        "meter m: now served through channel backup",
+        "meter m: now served through channel primary",
+    ]
 
 
 async def test_backup_when_meter_fails_on_primary(no_leftovers, wait_until) -> None:
