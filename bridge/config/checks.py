@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from bridge.config.builder import Built, MeterTags
 from bridge.config.errors import ConfigError
@@ -26,6 +27,7 @@ from bridge.config.model import (
     MeterConfig,
     Origin,
     PollGroup,
+    SiteMapping,
     TagConfig,
     Template,
 )
@@ -60,6 +62,44 @@ def cron_problem(expr: str) -> str | None:
                 if number is None or not low <= number <= high:
                     return f"cron {expr!r}: {what} {value!r} is outside {low}..{high}"
     return None
+
+
+def _endpoint_port(endpoint: str) -> tuple[str, int] | None:
+    parsed = urlsplit(endpoint)
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    return (parsed.hostname or "", port if port is not None else 4840)
+
+
+def port_clashes(mapping: SiteMapping, sections: Mapping[str, Origin]) -> list[ConfigError]:
+    """Servers of one mapping (listeners, OPC UA, Modbus, status) must not share a TCP port.
+
+    ``sections`` gives the origin of each settings section found in the file; servers left at
+    their defaults are checked too and reported at the ``<mapping>`` element (line 1 at worst).
+    """
+    anywhere = Origin(mapping.source, 1)
+    servers: list[tuple[str, str, int, Origin]] = [
+        (f"listener {x.name!r}", x.host, x.port, x.origin) for x in mapping.listeners
+    ]
+    if mapping.opcua.enabled and (hp := _endpoint_port(mapping.opcua.endpoint)):
+        servers.append(("the OPC UA server", *hp, sections.get("opcua", anywhere)))
+    if mapping.modbus.enabled:
+        servers.append(("the Modbus server", mapping.modbus.host, mapping.modbus.port, mapping.modbus.origin))
+    if mapping.status.enabled:
+        status = mapping.status
+        servers.append(("the status page", status.host, status.port, sections.get("status", anywhere)))
+    errors: list[ConfigError] = []
+    wildcard = {"", "0.0.0.0", "::"}
+    for i, (what, host, port, origin) in enumerate(servers):
+        for other, other_host, other_port, _ in servers[:i]:
+            same_host = host == other_host or host in wildcard or other_host in wildcard
+            if port != 0 and port == other_port and same_host:
+                line = origin if origin.line else anywhere
+                errors.append(ConfigError(line.file, line.line, f"{what} uses port {port}, like {other}"))
+                break
+    return errors
 
 
 class CrossChecks:

@@ -21,9 +21,9 @@ from lxml import etree
 
 from bridge.config import sections
 from bridge.config.builder import Element, MappingBuilder, start_lines
-from bridge.config.checks import CrossChecks
+from bridge.config.checks import CrossChecks, port_clashes
 from bridge.config.errors import ConfigError, MappingError
-from bridge.config.model import SiteMapping, Template
+from bridge.config.model import Origin, SiteMapping, Template
 from bridge.config.schema_messages import PlainMessage, SchemaMessages, pick
 
 __all__ = ["MAPPING_XSD", "ConfigError", "MappingError", "load_mapping"]
@@ -141,7 +141,8 @@ def _build(
         tags=tuple(checks.tags),
         **settings,  # type: ignore[arg-type]  # keys are SiteMapping field names
     )
-    return mapping, b.errors + checks.errors
+    clashes = port_clashes(mapping, {k: Origin(str(path), v) for k, v in first_line.items()})
+    return mapping, b.errors + checks.errors + clashes
 
 
 def load_mapping(path: str | Path) -> SiteMapping:
