@@ -5,10 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need_apt=()
 command -v mbpoll >/dev/null 2>&1 || need_apt+=(mbpoll)
+# the status page browser test drives Debian's chromium through its chromedriver (selenium)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # quiet on success (debconf chatters on stderr); the whole output on failure
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"; } \
+      >"$apt_log" 2>&1; then
+      cat "$apt_log" >&2
+      rm -f "$apt_log"
+      exit 1
+    fi
+    rm -f "$apt_log"
   else
     echo "setup_system: missing ${need_apt[*]} and not root; dependent tests will be skipped" >&2
   fi
