@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.protocol.milur.codec import RequestDecoder
+from bridge.protocol.milur.frames import BROADCAST, Address
 from bridge.simulator import encoding
 from bridge.simulator.meter import F_IDENTIFY, F_NETADDR, SimulatedMeter
 
@@ -113,7 +114,10 @@ class BusConnection:
     def __init__(self, bus: SimulatedBus, imei: str | None = None) -> None:
         self.bus = bus
         self.imei = imei
-        self._decoder = RequestDecoder(widths=(1, 4))
+        # Known addresses settle frames that parse under both address widths; the relay register
+        # (84) takes a 1-byte value, so its writes are framed exactly (codec RequestDecoder).
+        addresses = [Address(m.address, m.address_width) for m in bus.meters] + [BROADCAST]
+        self._decoder = RequestDecoder(widths=(1, 4), addresses=addresses, write_sizes={84: 1})
 
     def feed(self, data: bytes, *, packet: bool = False) -> list[Answer]:
         """Bytes from the master; returns the answers to send, in order.

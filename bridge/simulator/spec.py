@@ -21,6 +21,8 @@ form serves that bus)::
     pty baud=9600 link=/tmp/milur0 turnaround=0.02
     tcp 127.0.0.1:7000 imei=356938035643809
     dial 127.0.0.1:7001 imei=356938035643809 keepalive=30 wrap=on reconnect=on
+
+A line saying just ``bus`` starts another bus with its own meters and forms (``load_specs``).
 """
 
 from __future__ import annotations
@@ -187,13 +189,13 @@ def parse_form(kind: str, args: list[str]) -> FormSpec:
     )
 
 
-def load_spec(path: str | Path) -> SimulatorSpec:
-    """Read a spec file; errors carry ``file:line`` and are all reported at once."""
+def _parse_section(
+    path: str | Path, lines: list[tuple[int, str]], errors: list[str]
+) -> SimulatorSpec | None:
     meters: list[SimulatedMeter] = []
     forms: list[FormSpec] = []
-    errors: list[str] = []
-    text = Path(path).read_text(encoding="utf-8")
-    for number, raw in enumerate(text.splitlines(), start=1):
+    first_error = len(errors)
+    for number, raw in lines:
         words = raw.split("#", 1)[0].split()
         if not words:
             continue
@@ -204,11 +206,41 @@ def load_spec(path: str | Path) -> SimulatorSpec:
                 forms.append(parse_form(words[0], words[1:]))
         except SpecError as exc:
             errors.append(f"{path}:{number}: {exc}")
-    if not meters and not errors:
-        errors.append(f"{path}: no meter lines")
+    if not meters and len(errors) == first_error:
+        at = f"{path}:{lines[0][0]}" if lines else str(path)
+        errors.append(f"{at}: no meter lines")
+    if len(errors) > first_error:
+        return None
+    return SimulatorSpec(tuple(meters), tuple(forms))
+
+
+def load_specs(path: str | Path) -> list[SimulatorSpec]:
+    """Read a spec file holding one or more buses, separated by lines saying ``bus``.
+
+    Each bus has its own meters and serving forms (the demo runs an RS-485 line, a gateway and a
+    dial-in module from one file). Errors carry ``file:line`` and are all reported at once.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    sections: list[list[tuple[int, str]]] = [[]]
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.split("#", 1)[0].split() == ["bus"]:
+            if any(line.split("#", 1)[0].strip() for _, line in sections[-1]):
+                sections.append([])
+            continue
+        sections[-1].append((number, raw))
+    errors: list[str] = []
+    specs = [_parse_section(path, lines, errors) for lines in sections]
     if errors:
         raise SpecError("\n".join(errors))
-    return SimulatorSpec(tuple(meters), tuple(forms))
+    return [spec for spec in specs if spec is not None]
+
+
+def load_spec(path: str | Path) -> SimulatorSpec:
+    """Read a single-bus spec file; errors carry ``file:line`` and are all reported at once."""
+    specs = load_specs(path)
+    if len(specs) != 1:
+        raise SpecError(f"{path}: {len(specs)} buses; use load_specs for a multi-bus file")
+    return specs[0]
 
 
 class RunningSimulator:
