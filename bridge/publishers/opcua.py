@@ -12,6 +12,7 @@ carries the tag's StatusCode, the meter's read time (SourceTimestamp) and the pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Iterable, Sequence
@@ -74,8 +75,37 @@ class OpcUaPublisher:
     async def start(self) -> None:
         """Build the address space, apply the store's snapshot and start listening."""
         settings = self._mapping.opcua
-        user_manager = PasswordUserManager(settings.users, settings.allow_anonymous)
-        server = Server(user_manager=user_manager)
+        # asyncua's standard address space and ours are ~1M long-lived objects: pause the cyclic GC
+        # while they are made (it would rescan the growing heap many times), then collect once and
+        # freeze them out of every future GC pass.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            server = await self._create_server()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        gc.collect()
+        gc.freeze()
+        try:
+            await server.start()
+        except OSError as exc:
+            self._store.remove_listener(self)
+            self._server = None
+            log.error("OPC UA server cannot listen on %s: %s", settings.endpoint, exc)
+            raise
+        self.port = self._bound_port(server)
+        self._writer = asyncio.create_task(self._write_loop(), name="opcua-writer")
+        log.info(
+            "OPC UA server listening on %s (%d variables, policies: %s)",
+            self._endpoint_with_port(settings.endpoint),
+            len(self._space.variables),
+            ", ".join(p.value for p in settings.security),
+        )
+
+    async def _create_server(self) -> Server:
+        settings = self._mapping.opcua
+        server = Server(user_manager=PasswordUserManager(settings.users, settings.allow_anonymous))
         await server.init()
         server.set_endpoint(settings.endpoint)
         server.set_server_name(settings.server_name)
@@ -96,18 +126,7 @@ class OpcUaPublisher:
         self._server = server
         self._apply(self._store.add_listener(self).items())
         await self._drain()
-        # ~35k long-lived node objects: keep them out of every future GC pass
-        gc.collect()
-        gc.freeze()
-        await server.start()
-        self.port = self._bound_port(server)
-        self._writer = asyncio.create_task(self._write_loop(), name="opcua-writer")
-        log.info(
-            "OPC UA server listening on %s (%d variables, policies: %s)",
-            self._endpoint_with_port(settings.endpoint),
-            len(self._space.variables),
-            ", ".join(p.value for p in settings.security),
-        )
+        return server
 
     async def stop(self) -> None:
         """Stop writing and close the server."""
@@ -120,6 +139,13 @@ class OpcUaPublisher:
                 pass
             self._writer = None
         if self._server is not None:
+            iserver = self._server.iserver
+            clock = iserver.time_task
+            if clock is not None:  # asyncua's clock loop sleeps 1 s between ticks: do not wait for it
+                clock.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await clock
+                iserver.time_task = None
             await self._server.stop()
             self._server = None
         gc.unfreeze()

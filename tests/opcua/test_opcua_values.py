@@ -6,6 +6,7 @@ A real asyncua Client talks to the publisher over TCP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import timedelta
 
 import pytest
@@ -233,3 +234,19 @@ async def test_reload_adds_and_removes(endpoint: str) -> None:
         assert pub.server.read_attribute_value(node_id).Value.Value == 229.0
     finally:
         await pub.stop()
+
+
+async def test_port_in_use_is_a_clear_error(free_port, caplog) -> None:  # noqa: ANN001
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        endpoint = f"opc.tcp://127.0.0.1:{port}/milur-bridge"
+        store = TagStore()
+        pub = OpcUaPublisher(make_mapping(meters=1, channels=1, opcua=settings(endpoint)), store)
+        with pytest.raises(OSError):
+            await pub.start()
+    assert "OPC UA server cannot listen on" in caplog.text
+    store.set_good({"m1_1.voltage_a": 1.0}, read_time(1))  # no listener left behind
+    assert pub._pending == {}
+    await pub.stop()
