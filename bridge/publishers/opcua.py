@@ -57,6 +57,9 @@ class OpcUaPublisher:
         self._writer: asyncio.Task[None] | None = None
         self._written: dict[str, _Written] = {}
         self._bad_keys: set[str] = set()
+        self._users: PasswordUserManager | None = None
+        self._validator: TrustListValidator | None = None
+        self._writes = 0
         self.port: int | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -105,7 +108,8 @@ class OpcUaPublisher:
 
     async def _create_server(self) -> Server:
         settings = self._mapping.opcua
-        server = Server(user_manager=PasswordUserManager(settings.users, settings.allow_anonymous))
+        self._users = PasswordUserManager(settings.users, settings.allow_anonymous)
+        server = Server(user_manager=self._users)
         await server.init()
         server.set_endpoint(settings.endpoint)
         server.set_server_name(settings.server_name)
@@ -118,9 +122,9 @@ class OpcUaPublisher:
             cert, key = await server_certificate(settings, pki)
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
-            validator = TrustListValidator(pki)
-            await validator.load()
-            server.set_certificate_validator(validator)
+            self._validator = TrustListValidator(pki)
+            await self._validator.load()
+            server.set_certificate_validator(self._validator)
         self._ns = await server.register_namespace(settings.namespace_uri)
         self._space = await AddressSpaceBuilder(server, self._ns).build(self._mapping)
         self._server = server
@@ -171,6 +175,20 @@ class OpcUaPublisher:
             len(gone),
         )
 
+    def metrics(self) -> dict[str, float]:
+        """Figures for Prometheus (``BridgeMetrics.add_source``); names ending in _total count."""
+        server = self._server
+        clients = len(server.bserver.clients) if server is not None and server.bserver is not None else 0
+        return {
+            "milur_opcua_connections": float(clients),
+            "milur_opcua_value_writes_total": float(self._writes),
+            "milur_opcua_pending_values": float(len(self._pending)),
+            "milur_opcua_refused_logins_total": float(self._users.refused if self._users else 0),
+            "milur_opcua_refused_certificates_total": float(
+                self._validator.refused if self._validator else 0
+            ),
+        }
+
     # -- listener -----------------------------------------------------------------------------
     def on_changes(self, changes: Sequence[TagChange]) -> None:
         """Queue a batch of changes for the writer task (returns at once)."""
@@ -214,6 +232,7 @@ class OpcUaPublisher:
                     continue
                 await server.write_attribute_value(var.node_id, dv)
                 self._written[key] = written
+                self._writes += 1
                 count += 1
                 if count % WRITES_PER_YIELD == 0:
                     await asyncio.sleep(0)

@@ -119,6 +119,7 @@ class TrustListValidator:
         self._pki = pki
         self._validator = self._make_validator(TrustStore([pki.trusted], []))
         self._logged: set[str] = set()
+        self.refused = 0  # connection attempts refused (for metrics)
 
     @staticmethod
     def _make_validator(store: TrustStore) -> CertificateValidator:
@@ -158,6 +159,7 @@ class TrustListValidator:
             raise
 
     def _refuse(self, cert: x509.Certificate, code: int) -> None:
+        self.refused += 1
         thumb = _thumbprint(cert)
         target = self._pki.rejected / f"{_common_name(cert)}_{thumb[:16]}.der"
         if not target.exists():
@@ -190,6 +192,7 @@ class PasswordUserManager:
         self._allow_anonymous = allow_anonymous
         self._hasher = PasswordHasher()
         self._refused: set[str] = set()
+        self.refused = 0  # logins refused (for metrics)
 
     def get_user(
         self,
@@ -204,11 +207,13 @@ class PasswordUserManager:
             # is then the secure channel's client certificate, already checked at CreateSession
             if self._allow_anonymous:
                 return User(role=UserRole.User, name="anonymous")
+            self.refused += 1
             return None
         user = self._users.get(username)
         if user is not None and password is not None and self._verify(user, password):
             self._refused.discard(username)
             return User(role=UserRole.User, name=username)
+        self.refused += 1
         if username not in self._refused:  # log the first refusal of a name, never the password
             self._refused.add(username)
             log.warning("OPC UA login refused for user %r", username)

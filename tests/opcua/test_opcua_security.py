@@ -112,6 +112,7 @@ async def test_wrong_password_refused(secure, endpoint: str, tmp_path: Path, cap
         await client.connect()
     await client.disconnect()
     assert err.value.code == ua.StatusCodes.BadUserAccessDenied
+    assert secure[0].metrics()["milur_opcua_refused_logins_total"] == 1
     assert "login refused for user 'scada'" in caplog.text
     assert "wrong-guess-123" not in caplog.text and "s3cret-pw" not in caplog.text
 
@@ -124,6 +125,7 @@ async def test_untrusted_certificate_refused_and_saved(secure, endpoint: str, tm
         await client.connect()
     await client.disconnect()
     assert err.value.code == ua.StatusCodes.BadCertificateUntrusted
+    assert secure[0].metrics()["milur_opcua_refused_certificates_total"] >= 1
     rejected = list((pki / "rejected").iterdir())
     assert len(rejected) == 1 and rejected[0].read_bytes() == cert.read_bytes()
     # the operator moves it to trusted/: accepted without a restart

@@ -211,6 +211,11 @@ async def test_large_batch_and_unknown_keys(endpoint: str) -> None:
                     break
                 await asyncio.sleep(0.02)
             assert dv.Value.Value == values[last.key]
+            figures = pub.metrics()
+            assert figures["milur_opcua_connections"] == 1
+            assert (
+                figures["milur_opcua_value_writes_total"] >= len(values) - 1
+            )  # the unknown key is not served
     finally:
         await pub.stop()
 
