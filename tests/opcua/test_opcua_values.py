@@ -6,6 +6,7 @@ A real asyncua Client talks to the publisher over TCP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from datetime import timedelta
 
@@ -255,3 +256,36 @@ async def test_port_in_use_is_a_clear_error(free_port, caplog) -> None:  # noqa:
     store.set_good({"m1_1.voltage_a": 1.0}, read_time(1))  # no listener left behind
     assert pub._pending == {}
     await pub.stop()
+
+
+async def test_configured_node_ids(endpoint: str) -> None:
+    base = make_mapping(meters=1, channels=1, registers=("voltage_a", "current_a", "frequency"))
+    tags = (
+        dataclasses.replace(base.tags[0], opcua_node_id="ns=2;s=Feeder7.U1"),
+        dataclasses.replace(base.tags[1], opcua_node_id="Feeder7.I1"),
+        base.tags[2],
+    )
+    mapping = dataclasses.replace(base, tags=tags, opcua=settings(endpoint))
+    store = TagStore()
+    define_all(store, mapping)
+    pub = OpcUaPublisher(mapping, store)
+    await pub.start()
+    try:
+        store.set_good(
+            {"m1_1.voltage_a": 228.5, "m1_1.current_a": 3.5, "m1_1.frequency": 49.98}, read_time(2)
+        )
+        async with Client(endpoint, timeout=5) as c:
+            ns = await _ns(c)
+            expected = {"Feeder7.U1": 228.5, "Feeder7.I1": 3.5, "m1_1.frequency": 49.98}
+            for text, value in expected.items():
+                node = _node(c, ns, text)
+                for _ in range(100):
+                    dv = await node.read_data_value(raise_on_bad_status=False)
+                    if dv.StatusCode.is_good():
+                        break
+                    await asyncio.sleep(0.02)
+                assert dv.Value.Value == value, text
+            with pytest.raises(ua.UaStatusCodeError):
+                await _node(c, ns, "m1_1.voltage_a").read_value()
+    finally:
+        await pub.stop()
