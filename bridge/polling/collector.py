@@ -165,6 +165,10 @@ class Collector:
             )
             self._users[channel.name] = []
         for meter in mapping.meters:
+            for channel_name in (meter.channel, meter.backup_channel):
+                if channel_name is not None and channel_name not in self.workers:
+                    # the loader rules this out; a hand-built mapping may not
+                    raise ValueError(f"meter {meter.name} names unknown channel {channel_name!r}")
             poller = MeterPoller(
                 mapping, meter, self.store, self._driver_factory, self._demote_after, self._max_skip
             )

@@ -175,3 +175,10 @@ async def test_apply_new_mapping_keeps_values_and_drops_removed_keys(
             b_requests = b.counters.requests
             await wait_until(lambda: collector.triggers["fast"] >= 3, within=5)
             assert b.counters.requests == b_requests  # b is no longer polled
+
+
+async def test_meter_on_unknown_channel_is_a_clear_error(no_leftovers) -> None:
+    mapping = site([tcp_channel("gw", 9)], [meter("m", "nowhere", 1)])
+    with pytest.raises(ValueError, match="meter m names unknown channel 'nowhere'"):
+        async with running(mapping):
+            pass
