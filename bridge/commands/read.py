@@ -60,6 +60,14 @@ class ReadFailure(Exception):
         self.exit_code = exit_code
 
 
+class NoReply(ReadFailure):
+    """Nothing (valid or not) came back within the timeout."""
+
+
+class CorruptReply(ReadFailure):
+    """Only frames with a bad CRC came back: noise, or two meters answering at once."""
+
+
 def _templates() -> dict[str, Template]:
     from bridge.config.templates import builtin_templates
 
@@ -147,8 +155,8 @@ class MeterSession:
                 if reply is not None:
                     return reply
         if decoder.stats.crc_errors:
-            raise ReadFailure(f"corrupt reply from meter {self.address} (CRC error)", 1)
-        raise ReadFailure(f"no reply from meter {self.address} within {self.timeout:g} s", 1)
+            raise CorruptReply(f"corrupt reply from meter {self.address} (CRC error)", 1)
+        raise NoReply(f"no reply from meter {self.address} within {self.timeout:g} s", 1)
 
     def open_session(self, level: int, password: bytes) -> None:
         """FUNC 08; a rejected password is never retried (lockout, §3)."""

@@ -1,0 +1,1 @@
+"""Product-level tests: commands, reload, status page in a browser, the demo."""
