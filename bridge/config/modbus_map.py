@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from bridge.config.errors import ConfigError, MappingError
 from bridge.config.model import (
@@ -112,16 +113,10 @@ class ModbusMap:
     """The complete, resolved register map of a site."""
 
     settings: ModbusSettings
-    unit_ids: dict[str, int]  # meter name → unit id
+    unit_ids: Mapping[str, int]  # meter name → unit id (read-only)
     placements: tuple[RegisterPlacement, ...]  # sorted by unit id, table, address
     status_blocks: tuple[StatusBlock, ...]  # meter order
     skipped: tuple[TagConfig, ...] = field(default=())  # text/date tags, not served
-
-    def served_units(self) -> frozenset[int]:
-        """Every unit id the server answers for."""
-        units = {p.unit_id for p in self.placements}
-        units.update(b.unit_id for b in self.status_blocks)
-        return frozenset(units)
 
 
 def resolve_modbus_map(mapping: SiteMapping) -> ModbusMap:
@@ -176,7 +171,9 @@ class _Resolver:
         placed = [p for p in explicit if self.claim_explicit(p)]
         placed.extend(self.place_automatic(automatic))
         placed.sort(key=lambda p: (p.unit_id, p.table.value, p.address))
-        resolved = ModbusMap(self.settings, unit_ids, tuple(placed), blocks, tuple(skipped))
+        resolved = ModbusMap(
+            self.settings, MappingProxyType(unit_ids), tuple(placed), blocks, tuple(skipped)
+        )
         return resolved, self.errors
 
     # -- section ----------------------------------------------------------------------------
