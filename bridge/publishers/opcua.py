@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import Iterable, Sequence
@@ -32,7 +33,12 @@ from bridge.publishers.opcua_security import (
     needs_certificate,
     server_certificate,
 )
-from bridge.publishers.opcua_space import AddressSpace, AddressSpaceBuilder, PublishedVariable
+from bridge.publishers.opcua_space import (
+    AddressSpace,
+    AddressSpaceBuilder,
+    PublishedVariable,
+    unchanged_nodes,
+)
 from bridge.tags import TagChange, TagStore, TagValue
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ class OpcUaPublisher:
         self._mapping = mapping
         self._store = store
         self._server: Server | None = None
-        self._space = AddressSpace({}, [])
+        self._space = AddressSpace({}, {})
         self._ns = 0
         self._pending: dict[str, TagValue] = {}
         self._wakeup = asyncio.Event()
@@ -155,22 +161,38 @@ class OpcUaPublisher:
         gc.unfreeze()
 
     async def apply_mapping(self, mapping: SiteMapping) -> None:
-        """Reload: add nodes of the new mapping, delete nodes that are no longer in it."""
+        """Reload: keep unchanged nodes (subscriptions on them go on), delete and add the rest.
+
+        A change of the ``<opcua>`` settings other than the grouping (endpoint, security, users,
+        certificates) restarts the server.
+        """
+        old_settings = self._mapping.opcua
+        same = dataclasses.replace(mapping.opcua, grouping=old_settings.grouping, origin=old_settings.origin)
+        if same != old_settings:
+            log.info("OPC UA settings changed: restarting the OPC UA server")
+            await self.stop()
+            self._mapping = mapping
+            self._space = AddressSpace({}, {})
+            self._written.clear()
+            await self.start()
+            return
         server = self.server
-        old_nodes = set(self._space.nodes)
         builder = AddressSpaceBuilder(server, self._ns)
-        new_space = await builder.build(mapping, existing=old_nodes)
-        gone = old_nodes - set(new_space.nodes)
+        keep = unchanged_nodes(self._space.nodes, builder.signatures(mapping))
+        gone = [n for n in self._space.nodes if n not in keep]
         if gone:
             await server.delete_nodes([server.get_node(n) for n in gone], recursive=False)
+        new_space = await builder.build(mapping, keep=keep)
         self._mapping = mapping
         self._space = new_space
-        for key in [k for k in self._written if k not in new_space.variables]:
-            del self._written[key]
+        for key in list(self._written):
+            var = new_space.variables.get(key)
+            if var is None or var.node_id not in keep:
+                del self._written[key]  # a new node needs its current value written
         self._apply(self._store.snapshot().items())
         self._wakeup.set()
         log.info(
-            "OPC UA address space reloaded: %d variables (%d nodes removed)",
+            "OPC UA address space reloaded: %d variables, %d nodes replaced or removed",
             len(new_space.variables),
             len(gone),
         )

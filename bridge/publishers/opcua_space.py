@@ -126,12 +126,44 @@ class PublishedVariable:
     variant_type: ua.VariantType
 
 
+#: what identifies a node's definition: parent, browse name, class, type, data type, text, value
+NodeSignature = tuple[object, ...]
+
+
 @dataclass(slots=True)
 class AddressSpace:
-    """What a build produced: the variables by store key and every node added (for removal)."""
+    """What a build produced: the variables by store key and every node with its signature."""
 
     variables: dict[str, PublishedVariable]
-    nodes: list[ua.NodeId]
+    nodes: dict[ua.NodeId, NodeSignature]
+
+
+def unchanged_nodes(
+    old: dict[ua.NodeId, NodeSignature], new: dict[ua.NodeId, NodeSignature]
+) -> set[ua.NodeId]:
+    """Nodes a reload can keep: same signature, and their parent kept too (``new`` is parent-first)."""
+    objects = ua.NodeId(ua.ObjectIds.ObjectsFolder)
+    keep: set[ua.NodeId] = set()
+    for node_id, signature in new.items():
+        parent = signature[0]
+        if old.get(node_id) == signature and (parent == objects or parent in keep):
+            keep.add(node_id)
+    return keep
+
+
+def _signature(item: ua.AddNodesItem) -> NodeSignature:
+    attrs = item.NodeAttributes
+    data_type = getattr(attrs, "DataType", None)
+    value = getattr(attrs, "Value", None)
+    return (
+        item.ParentNodeId,
+        item.BrowseName.Name,
+        item.NodeClass,
+        item.TypeDefinition,
+        data_type,
+        attrs.Description.Text,
+        repr(value.Value) if value is not None else None,
+    )
 
 
 class AddressSpaceBuilder:
@@ -144,18 +176,23 @@ class AddressSpaceBuilder:
         self._variables: dict[str, PublishedVariable] = {}
 
     # -- public ------------------------------------------------------------------------------
-    async def build(self, mapping: SiteMapping, existing: Iterable[ua.NodeId] = ()) -> AddressSpace:
-        """Add the mapping's folders, meters, tags and diagnostics; skip nodes in ``existing``."""
+    async def build(self, mapping: SiteMapping, keep: Iterable[ua.NodeId] = ()) -> AddressSpace:
+        """Add the mapping's folders, meters, tags and diagnostics; nodes in ``keep`` exist already."""
         # The build allocates ~1M small objects that all live on; the cyclic GC would rescan the
         # growing heap many times over (it more than doubles the build time). The caller collects
         # and freezes once afterwards.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return await self._build(mapping, set(existing))
+            return await self._build(mapping, set(keep))
         finally:
             if gc_was_enabled:
                 gc.enable()
+
+    def signatures(self, mapping: SiteMapping) -> dict[ua.NodeId, NodeSignature]:
+        """The nodes ``mapping`` needs, parents first, with their signatures (no server call)."""
+        self.plan(mapping)
+        return {item.RequestedNewNodeId: _signature(item) for item in self._items}
 
     async def _build(self, mapping: SiteMapping, skip: set[ua.NodeId]) -> AddressSpace:
         self.plan(mapping)
@@ -171,7 +208,8 @@ class AddressSpaceBuilder:
         for var in self._variables.values():
             if var.node_id not in skip:
                 await self._server.write_attribute_value(var.node_id, waiting)
-        return AddressSpace(dict(self._variables), [i.RequestedNewNodeId for i in self._items])
+        nodes = {item.RequestedNewNodeId: _signature(item) for item in self._items}
+        return AddressSpace(dict(self._variables), nodes)
 
     def plan(self, mapping: SiteMapping) -> None:
         """Prepare the AddNodesItems of ``mapping`` (no server call)."""

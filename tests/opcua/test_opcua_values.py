@@ -224,20 +224,65 @@ async def test_large_batch_and_unknown_keys(endpoint: str) -> None:
 async def test_reload_adds_and_removes(endpoint: str) -> None:
     mapping = make_mapping(meters=1, channels=1, opcua=settings(endpoint))
     store = TagStore()
+    define_all(store, mapping)
     pub = OpcUaPublisher(mapping, store)
     await pub.start()
     try:
-        bigger = make_mapping(meters=2, channels=1, registers=("voltage_a",), opcua=settings(endpoint))
-        await pub.apply_mapping(bigger)
         async with Client(endpoint, timeout=5) as c:
             ns = await _ns(c)
+            seen: asyncio.Queue[object] = asyncio.Queue()
+
+            class Handler:
+                def datachange_notification(self, node, val, data) -> None:  # noqa: ANN001
+                    seen.put_nowait(val)
+
+            sub = await c.create_subscription(50, Handler())
+            await sub.subscribe_data_change(_node(c, ns, "m1_1.voltage_a"))
+            store.set_good({"m1_1.voltage_a": 230.0}, read_time(1))
+            while await asyncio.wait_for(seen.get(), 5) != 230.0:
+                pass
+
+            # a second meter, fewer tags, and a new unit for the kept voltage tag
+            bigger = make_mapping(meters=2, channels=1, registers=("voltage_a",), opcua=settings(endpoint))
+            bigger = dataclasses.replace(
+                bigger, tags=tuple(dataclasses.replace(t, unit="kV") for t in bigger.tags)
+            )
+            define_all(store, bigger)
+            await pub.apply_mapping(bigger)
             assert await _node(c, ns, "m1_2.voltage_a").read_browse_name()
             with pytest.raises(ua.UaStatusCodeError):
                 await _node(c, ns, "m1_1.current_a").read_browse_name()
-        store.set_good({"m1_2.voltage_a": 229.0}, read_time(3))
-        await asyncio.sleep(0.1)
-        node_id = ua.NodeId("m1_2.voltage_a", pub.namespace_index, ua.NodeIdType.String)
-        assert pub.server.read_attribute_value(node_id).Value.Value == 229.0
+            eu = await (await _node(c, ns, "m1_1.voltage_a").get_child("0:EngineeringUnits")).read_value()
+            assert eu.UnitId == unece_unit_id("KVT")
+
+            # the subscription on the kept node goes on; the new node gets values
+            store.set_good({"m1_1.voltage_a": 0.231, "m1_2.voltage_a": 0.229}, read_time(3))
+            while await asyncio.wait_for(seen.get(), 5) != 0.231:
+                pass
+            node = _node(c, ns, "m1_2.voltage_a")
+            for _ in range(100):
+                if (await node.read_data_value(raise_on_bad_status=False)).StatusCode.is_good():
+                    break
+                await asyncio.sleep(0.02)
+            assert await node.read_value() == 0.229
+            await sub.delete()
+    finally:
+        await pub.stop()
+
+
+async def test_reload_with_new_endpoint_restarts(endpoint: str, free_port) -> None:  # noqa: ANN001
+    mapping = make_mapping(meters=1, channels=1, opcua=settings(endpoint))
+    store = TagStore()
+    define_all(store, mapping)
+    store.set_good({"m1_1.frequency": 50.0}, read_time(1))
+    pub = OpcUaPublisher(mapping, store)
+    await pub.start()
+    try:
+        moved = f"opc.tcp://127.0.0.1:{free_port()}/milur-bridge"
+        await pub.apply_mapping(dataclasses.replace(mapping, opcua=settings(moved)))
+        async with Client(moved, timeout=5) as c:
+            ns = await _ns(c)
+            assert await _node(c, ns, "m1_1.frequency").read_value() == 50.0
     finally:
         await pub.stop()
 
