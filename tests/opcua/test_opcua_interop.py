@@ -56,17 +56,17 @@ async def test_node_opcua_reads_value_and_status(node_opcua: Path, endpoint: str
     try:
         ns = pub.namespace_index
         ids = [f"ns={ns};s=m1_1.voltage_a", f"ns={ns};s=m1_1.serial", f"ns={ns};s=m1_1.current_a"]
-        proc = await asyncio.create_subprocess_exec(
-            shutil.which("node") or "node",
-            "read_value.js",
-            endpoint,
-            *ids,
+        # a worker thread of the default executor (closed by ``executor_closed``), not asyncio's
+        # child watcher thread, which may outlive the process by a moment
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [shutil.which("node") or "node", "read_value.js", endpoint, *ids],
             cwd=node_opcua,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            capture_output=True,
+            timeout=60,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, err.decode()[-2000:]
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        out = done.stdout
     finally:
         await pub.stop()
     # node-opcua logs to stdout too: our line is the one marked RESULT
