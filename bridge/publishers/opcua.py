@@ -290,7 +290,7 @@ class OpcUaPublisher:
 _INT_RANGES = {ua.VariantType.UInt32: (0, 0xFFFFFFFF), ua.VariantType.Int32: (-(2**31), 2**31 - 1)}
 
 
-def _convert(value: float | int | str | bool, variant: ua.VariantType) -> object:
+def _convert(value: float | int | str | bool | datetime, variant: ua.VariantType) -> object:
     if variant is ua.VariantType.Double:
         if isinstance(value, str):
             raise TypeError("text for a number")
@@ -305,4 +305,6 @@ def _convert(value: float | int | str | bool, variant: ua.VariantType) -> object
         return number
     if variant is ua.VariantType.Boolean:
         return bool(value)
+    if isinstance(value, datetime):  # a date/time register: ISO 8601 text (docs/opcua.md)
+        return value.isoformat()
     return value if isinstance(value, str) else str(value)
