@@ -141,6 +141,10 @@ class ChannelWorker:
                 if not await self._open(backoff):
                     await asyncio.sleep(backoff.next_delay())
                     continue
+            elif not self._connected:
+                # a dial-in module attached a new connection while the worker was closing the
+                # old one or backing off: say connected, or a later loss would go unreported
+                self._set_connected(True)
             key, action = await self._queue.get()
             try:
                 await action(self.link)
