@@ -425,6 +425,45 @@ class ExportSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    """The ``<archives>`` section: meter archives, journals, backfill and clock (docs/storage.md).
+
+    FUNC 06/0B/0C/0D/10 are known from one source only (protocol notes §4), so reading them is off
+    by default. The clock check (register 14) runs with archive reading; clock correction is a
+    separate switch, off by default.
+    """
+
+    enabled: bool = False
+    meters: tuple[str, ...] = ()  # empty: every meter of the mapping
+    daily: bool = True  # FUNC 0C daily records
+    profile: bool = True  # FUNC 0D 30-minute load profile
+    journal: bool = True  # FUNC 0B power on/off journal
+    schedule: str = "5,35 * * * *"  # crontab: when missing records are looked for
+    backfill_days: int = 7  # how far back a meter's memory is read when nothing is stored
+    chunk: int = 8  # records read per archive job (live polls go between jobs)
+    search_retry: float = 2.0  # FUNC 10 STATUS 1/2: ask again after this many seconds (§4)
+    search_timeout: float = 60.0  # give a search up after this many seconds
+    daily_registers: tuple[str, ...] = (
+        "energy_active_import_total",
+        "energy_active_import_t1",
+        "energy_active_import_t2",
+    )  # names of the BCD32 blocks of a daily record, in order ([one source] layout)
+    profile_scale: float = 0.001  # kWh (kvarh) per unit of a profile word ([one source] layout)
+    power_journal: int = 1  # LIST byte of the power on/off journal ([one source])
+    timezone: str = ""  # zone of the meter's clock (IANA name); "" = the bridge host's zone
+    clock_interval: float = 86400.0  # seconds between clock reads (and at first contact)
+    clock_correction: bool = False  # write the meter's clock when it drifts (off: see docs)
+    clock_threshold: float = 5.0  # seconds of drift before a correction
+    clock_max_step: float = 30.0  # largest correction in one step, seconds (once a day at most)
+    clock_write_register: int = 14  # FUNC 02 register of the clock write ([open], §4/§6)
+    clock_bcd: bool = False  # register 14 in BCD rather than binary ([open], §6)
+
+    def covers(self, meter: str) -> bool:
+        """True when archives are read from ``meter``."""
+        return self.enabled and (not self.meters or meter in self.meters)
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorSettings:
     """The ``<simulator>`` section: start simulated meters in-process (the demo)."""
 
@@ -449,6 +488,7 @@ class SiteMapping:
     storage: StorageSettings = StorageSettings()
     export: ExportSettings = ExportSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    archives: ArchiveSettings = ArchiveSettings()
 
     def channel(self, name: str) -> ChannelConfig:
         """Channel by name."""

@@ -172,6 +172,13 @@ class MilurDriver:
         except Exception as exc:  # closing is best effort
             log.debug("meter %s: close session failed: %s", self.meter.name, exc)
 
+    async def request(self, link: Link, request: Request) -> Reply:
+        """Any request inside the meter's session (archives, clock): same session and retry rules.
+
+        An error reply raises ``MeterErrorReply``; used by ``bridge/drivers/archives.py``.
+        """
+        return await self._request(link, request)
+
     # -- internals -----------------------------------------------------------------------------
     def _register(self, name: str) -> RegisterDef:
         try:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
-from bridge.config.model import ChannelConfig, PollGroup, SiteMapping
+from bridge.config.model import ChannelConfig, MeterConfig, PollGroup, SiteMapping
 from bridge.drivers.link import Link
+from bridge.drivers.milur import MilurDriver
+from bridge.polling.archives import ArchiveSyncs
 from bridge.polling.meter import DriverFactory, MeterPoller, default_driver
 from bridge.polling.scheduler import PollScheduler
 from bridge.polling.worker import ChannelWorker, JobAction
+from bridge.storage.model import ReadingStore
 from bridge.tags import TagStore
 from bridge.tags.model import Scalar
 from bridge.transport import Transport
@@ -43,6 +47,8 @@ class Collector:
         driver_factory: DriverFactory = default_driver,
         demote_after: int = 3,
         max_skip: int = 32,
+        reading_store: ReadingStore | None = None,
+        archive_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.mapping = mapping
         self.store = store
@@ -60,6 +66,10 @@ class Collector:
         self._fired: Mapping[str, int] = {}
         self._started = False
         self._built = False
+        # meter archives, journals, backfill and clock (bridge/polling/archives.py)
+        self._reading_store = reading_store
+        self._archive_clock = archive_clock
+        self.archives = ArchiveSyncs(mapping, reading_store, archive_clock)
 
     # -- accessors --------------------------------------------------------------------------
     @property
@@ -110,6 +120,7 @@ class Collector:
             self._scheduler = PollScheduler(self.mapping.poll_groups, self.trigger)
             self._fired = self._scheduler.fired
             self._scheduler.start()
+            self.archives.start(self.store)
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +130,7 @@ class Collector:
         if self._scheduler is not None:
             await self._scheduler.stop()
             self._scheduler = None
+        await self.archives.stop()
         await asyncio.gather(
             *(w.stop(self._farewell(w), self._farewell_timeout(w)) for w in self.workers.values())
         )
@@ -164,13 +176,21 @@ class Collector:
                 channel, transport, link, self.store, self._on_connection
             )
             self._users[channel.name] = []
+        drivers: dict[str, list[MilurDriver]] = {}
+
+        def driver_factory(meter: MeterConfig, site: SiteMapping) -> MilurDriver:
+            # archive reads share the poller's drivers (one session per meter and link)
+            driver = self._driver_factory(meter, site)
+            drivers.setdefault(meter.name, []).append(driver)
+            return driver
+
         for meter in mapping.meters:
             for channel_name in (meter.channel, meter.backup_channel):
                 if channel_name is not None and channel_name not in self.workers:
                     # the loader rules this out; a hand-built mapping may not
                     raise ValueError(f"meter {meter.name} names unknown channel {channel_name!r}")
             poller = MeterPoller(
-                mapping, meter, self.store, self._driver_factory, self._demote_after, self._max_skip
+                mapping, meter, self.store, driver_factory, self._demote_after, self._max_skip
             )
             self.pollers[meter.name] = poller
             for channel_name in poller.paths:
@@ -185,6 +205,8 @@ class Collector:
                     log.error("poll group %s names unknown meter %s; ignored", group.name, name)
                 else:
                     polled.registers_for(group)  # reports unknown registers now, once
+        self.archives = ArchiveSyncs(mapping, self._reading_store, self._archive_clock)
+        self.archives.build(self.pollers, self.workers, drivers)
 
     # -- routing ----------------------------------------------------------------------------
     def trigger(self, group: PollGroup) -> None:

@@ -10,6 +10,7 @@ tasks and nothing more. Jobs are keyed: a job still queued or running is not que
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -48,7 +49,11 @@ class ChannelWorker:
         self.transport = transport
         self.link = link
         self._on_connection = on_connection
-        self._queue: asyncio.Queue[tuple[Hashable, JobAction]] = asyncio.Queue()
+        # (priority, sequence, key, action): live polls (0) always before background jobs (1)
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Hashable, JobAction]] = (
+            asyncio.PriorityQueue()
+        )
+        self._sequence = itertools.count()
         self._pending: set[Hashable] = set()
         self._task: asyncio.Task[None] | None = None
         self._connected = False
@@ -92,12 +97,16 @@ class ChannelWorker:
         return len(self._pending)
 
     # -- jobs -------------------------------------------------------------------------------
-    def enqueue(self, key: Hashable, action: JobAction) -> bool:
-        """Queue a job unless one with the same key is still queued or running (coalesce)."""
+    def enqueue(self, key: Hashable, action: JobAction, *, background: bool = False) -> bool:
+        """Queue a job unless one with the same key is still queued or running (coalesce).
+
+        A ``background`` job (archive reads, backfill) runs only when no live poll is queued:
+        live polls keep their cadence, background work fills the gaps.
+        """
         if key in self._pending:
             return False
         self._pending.add(key)
-        self._queue.put_nowait((key, action))
+        self._queue.put_nowait((1 if background else 0, next(self._sequence), key, action))
         return True
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -145,7 +154,7 @@ class ChannelWorker:
                 # a dial-in module attached a new connection while the worker was closing the
                 # old one or backing off: say connected, or a later loss would go unreported
                 self._set_connected(True)
-            key, action = await self._queue.get()
+            _, _, key, action = await self._queue.get()
             try:
                 await action(self.link)
             except CHANNEL_DOWN_ERRORS as exc:

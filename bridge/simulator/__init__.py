@@ -24,9 +24,11 @@ Run-time switches: ``meter.faults.silent / delay / bad_crc / garbage / wrong_add
 Per connection: ``TcpMeterServer.drop()``, ``DialOutModem.drop()`` (redials while
 ``modem.reconnect`` is on), ``PtyLine.close()``.
 
-What is simulated: FUNC 01 read, 02 write (relay, register 84), 08/09 sessions, 0F network
-address and C3 identification (by a GSM module only); journal and archive functions (06, 0B,
-0C, 0D, 10) answer error 01.
+What is simulated: FUNC 01 read, 02 write (relay, register 84; the clock, register 14), 08/09
+sessions, 0F network address and C3 identification (by a GSM module only); archives and the
+power journal (06, 0B, 0C, 0D, 10) generated from the seed and the simulated clock
+(:mod:`bridge.simulator.archives`; ``search_delay`` sets how long a FUNC 10 search "runs").
+``meter.clock_error`` makes the meter's clock drift.
 
 Text descriptions (``--meter 307:255``) and spec files: :mod:`bridge.simulator.spec`.
 """

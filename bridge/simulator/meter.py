@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from bridge.config.model import RegisterDef, RegisterFormat, Template
 from bridge.simulator import encoding
+from bridge.simulator.archives import ARCHIVE_FUNCS, MeterArchives, decode_clock
 from bridge.simulator.physics import LoadModel
 
 SINGLE_PHASE_MODELS = ("104", "105", "107")
@@ -51,6 +52,7 @@ class MeterCounters:
     wrong_passwords: int = 0
     ignored: int = 0  # requests ignored because of the 104 quirk
     errors_sent: int = 0
+    clock_writes: int = 0  # FUNC 02 writes of register 14 accepted
 
 
 def _default_template(model: str) -> Template:
@@ -60,12 +62,14 @@ def _default_template(model: str) -> Template:
 
 
 class SimulatedMeter:
-    """A Milur meter answering FUNC 01/02/08/09/0F like a real one (protocol notes §3–§6).
+    """A Milur meter answering FUNC 01/02/06/08/09/0B/0C/0D/0F/10 like a real one (notes §3–§6).
 
     ``address_width`` is 1, 4 or None (auto: 1 byte up to 255). ``energy_scale`` overrides the
     template's energy scale (0.01 or 0.001 kWh, §6 [open]). ``clock_bcd`` selects the BCD form of
     register 14. ``wake_quirk`` (default: on for model 104) enables the §1 quirk, applied by the
     bus. ``clock`` is the monotonic time source; :meth:`advance` moves simulated time forward.
+    ``search_delay``: seconds a FUNC 10 search takes (STATUS 1/2 meanwhile); ``clock_writable``:
+    FUNC 02 on register 14 sets the clock. Archives: ``meter.archives`` (``MeterArchives``).
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class SimulatedMeter:
         template: Template | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        search_delay: float = 2.0,
+        clock_writable: bool = True,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown Milur model {model!r} (known: {', '.join(MODELS)})")
@@ -121,6 +127,8 @@ class SimulatedMeter:
         self._password = password
         self._clock = clock
         self._offset = 0.0
+        self.clock_error = 0.0  # seconds the meter's own clock is ahead (drift); tests set it
+        self.clock_writable = clock_writable  # FUNC 02 on register 14 ([open], §4)
         self._session_level: int | None = None
         self._last_activity = 0.0
         self._wrong_in_row = 0
@@ -131,6 +139,13 @@ class SimulatedMeter:
         )
         self._by_number: dict[int, RegisterDef] = {r.number: r for r in self.template.registers.values()}
         self._load.update(self.now(), self.wall_time())
+        self.archives = MeterArchives(
+            address if seed is None else seed,
+            self.wall_time,
+            self.now,
+            bcd=clock_bcd,
+            search_delay=search_delay,
+        )
 
     def __repr__(self) -> str:
         return f"SimulatedMeter(model={self.model!r}, address={self.address})"
@@ -142,7 +157,8 @@ class SimulatedMeter:
 
     def wall_time(self) -> datetime:
         """Simulated wall-clock time (register 14, tariffs)."""
-        return datetime.now().replace(microsecond=0) + timedelta(seconds=self._offset)
+        moment = datetime.now() + timedelta(seconds=self._offset + self.clock_error)
+        return moment.replace(microsecond=0)
 
     def advance(self, seconds: float) -> None:
         """Move simulated time forward: energy accumulates, sessions and lockouts may expire."""
@@ -263,11 +279,16 @@ class SimulatedMeter:
         if func == F_CLOSE:
             self._session_level = None
             return encoding.frame(self.address, width, func, data[:1] or b"\x01")
-        if func not in (F_READ, F_WRITE):
+        if func not in (F_READ, F_WRITE, *ARCHIVE_FUNCS):
             return error(E_ILLEGAL_FUNCTION)
         if self.session_level is None:
             return error(E_SESSION_CLOSED)
         self._last_activity = self.now()
+        if func in ARCHIVE_FUNCS:
+            answer = self.archives.answer(func, data)
+            if isinstance(answer, int):
+                return error(answer)
+            return encoding.frame(self.address, width, func, answer)
         if not data:
             return error(E_ILLEGAL_VALUE)
         if func == F_READ:
@@ -307,6 +328,8 @@ class SimulatedMeter:
 
     def _write(self, data: bytes, width: int) -> bytes:
         number, value = data[0], data[1:]
+        if number == CLOCK_REGISTER and self.clock_writable:
+            return self._write_clock(data, width)
         reg = self._by_number.get(number)
         if reg is None:
             return encoding.error_frame(self.address, width, F_WRITE, E_ILLEGAL_ADDRESS)
@@ -316,6 +339,17 @@ class SimulatedMeter:
             return encoding.error_frame(self.address, width, F_WRITE, E_ILLEGAL_VALUE)
         self._load.relay_off = value[0] == 1
         self._load.resample()
+        return encoding.frame(self.address, width, F_WRITE, data)
+
+    def _write_clock(self, data: bytes, width: int) -> bytes:
+        # FUNC 02 on register 14 with the read layout (§4 "write parameter", [one source]; how a
+        # real meter takes a clock write is [open]): the meter's clock jumps to the value
+        try:
+            target = decode_clock(data[1:], self.clock_bcd)
+        except ValueError:
+            return encoding.error_frame(self.address, width, F_WRITE, E_ILLEGAL_VALUE)
+        self.clock_error += (target - self.wall_time()).total_seconds()
+        self.counters.clock_writes += 1
         return encoding.frame(self.address, width, F_WRITE, data)
 
     def network_address_reply(self) -> bytes:

@@ -25,6 +25,7 @@ METER_DIAG_FIELDS: dict[str, type] = {
     "serial_number": str,  # register 68, read at first contact
     "model_reported": str,  # register 32, read at first contact
     "channel_in_use": str,  # name of the channel that served the last value (primary or backup)
+    "clock_drift_s": float,  # meter clock (register 14) minus the bridge's clock, seconds; 0 until read
 }
 
 CHANNEL_DIAG_FIELDS: dict[str, type] = {
