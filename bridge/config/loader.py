@@ -31,7 +31,7 @@ __all__ = ["MAPPING_XSD", "ConfigError", "MappingError", "load_mapping"]
 log = logging.getLogger(__name__)
 
 MAPPING_XSD = Path(__file__).with_name("mapping.xsd")
-SECTIONS = ("opcua", "modbus", "status", "storage", "export", "simulator")
+SECTIONS = ("opcua", "modbus", "status", "storage", "export", "simulator", "archives")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 
 
@@ -111,6 +111,7 @@ def _build(
         "storage": sections.storage,
         "export": sections.export,
         "simulator": sections.simulator,
+        "archives": sections.archives,
     }
     for el in root.iterchildren(tag=etree.Element):
         tag = str(el.tag)
@@ -142,6 +143,11 @@ def _build(
         **settings,  # type: ignore[arg-type]  # keys are SiteMapping field names
     )
     clashes = port_clashes(mapping, {k: Origin(str(path), v) for k, v in first_line.items()})
+    known = {m.name for m in mapping.meters}
+    unknown = [n for n in mapping.archives.meters if n not in known]
+    if unknown:  # <archives meters="..."> names meters defined anywhere in the file
+        line = first_line.get("archives", 0)
+        clashes.append(ConfigError(str(path), line, f"archives: no meter named {', '.join(unknown)}"))
     return mapping, b.errors + checks.errors + clashes
 
 

@@ -1,6 +1,7 @@
 """The settings sections of a mapping → their settings dataclasses.
 
-Sections: ``<opcua>``, ``<modbus>``, ``<status>``, ``<storage>``, ``<export>``, ``<simulator>``.
+Sections: ``<opcua>``, ``<modbus>``, ``<status>``, ``<storage>``, ``<export>``, ``<simulator>``,
+``<archives>``.
 
 Absent attributes keep the dataclass defaults. Password hashes become ``Secret``s and are checked
 for their form only (an argon2 hash made by ``milur-bridge hash-password``), never echoed.
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.config.builder import Element, MappingBuilder
+from bridge.config.checks import cron_problem
 from bridge.config.model import (
+    ArchiveSettings,
     ExportSettings,
     MeasuringPoint,
     ModbusSettings,
@@ -169,3 +173,45 @@ def simulator(b: MappingBuilder, el: Element) -> SimulatorSettings:
     elif settings.enabled and settings.spec is not None and not Path(settings.spec).is_file():
         b.error(el, f"simulator: spec file {el.get('spec', '')!r} does not exist (next to the mapping)")
     return settings
+
+
+def archives(b: MappingBuilder, el: Element) -> ArchiveSettings:
+    """``<archives>``; a section without ``enabled`` is enabled. Meter names are checked later."""
+    d = ArchiveSettings()
+    meters = tuple(el.get("meters", "").split())
+    if "all" in meters:
+        if len(meters) > 1:
+            b.error(el, 'archives: meters="all" cannot be combined with names')
+        meters = ()
+    schedule = b.get(el, "schedule", str, d.schedule)
+    if problem := cron_problem(schedule):
+        b.error(el, f"archives schedule: {problem}")
+    timezone = b.get(el, "timezone", str, d.timezone)
+    if timezone:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            b.error(el, f"archives: unknown time zone {timezone!r} (an IANA name, e.g. Europe/Moscow)")
+    daily_registers = tuple(el.get("daily-registers", "").split()) or d.daily_registers
+    return ArchiveSettings(
+        enabled=b.flag(el, "enabled", True),
+        meters=meters,
+        daily=b.flag(el, "daily", d.daily),
+        profile=b.flag(el, "profile", d.profile),
+        journal=b.flag(el, "journal", d.journal),
+        schedule=schedule,
+        backfill_days=b.get(el, "backfill-days", int, d.backfill_days),
+        chunk=b.get(el, "chunk", int, d.chunk),
+        search_retry=b.number(el, "search-retry", d.search_retry),
+        search_timeout=b.number(el, "search-timeout", d.search_timeout),
+        daily_registers=daily_registers,
+        profile_scale=b.number(el, "profile-scale", d.profile_scale),
+        power_journal=b.get(el, "power-journal", int, d.power_journal),
+        timezone=timezone,
+        clock_interval=b.number(el, "clock-interval", d.clock_interval),
+        clock_correction=b.flag(el, "clock-correction", d.clock_correction),
+        clock_threshold=b.number(el, "clock-threshold", d.clock_threshold),
+        clock_max_step=b.number(el, "clock-max-step", d.clock_max_step),
+        clock_write_register=b.get(el, "clock-write-register", int, d.clock_write_register),
+        clock_bcd=b.flag(el, "clock-bcd", d.clock_bcd),
+    )
