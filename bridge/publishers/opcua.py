@@ -157,6 +157,12 @@ class OpcUaPublisher:
                     await clock
                 iserver.time_task = None
             await self._server.stop()
+            # asyncua keeps the sessions of clients that vanished (for reactivation) until their
+            # timeout, and its stop() leaves them running: close them, no task outlives the server
+            orphans = getattr(iserver, "_external_sessions", {})
+            for session in list(orphans.values()):
+                with contextlib.suppress(Exception):
+                    await session.close_session(True)
             self._server = None
         gc.unfreeze()
 
