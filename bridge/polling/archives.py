@@ -100,6 +100,7 @@ class MeterArchiveSync:
         self.running = False
         self.syncs = 0  # completed syncs
         self.records = 0  # archive records read and submitted
+        self._records_at_start = 0
         self.jobs_run = 0  # background jobs run
 
     def __repr__(self) -> str:
@@ -116,6 +117,7 @@ class MeterArchiveSync:
         self._worker, driver = self._route(self.poller)
         self._reader = ArchiveReader(driver, self.settings)
         self.running = True
+        self._records_at_start = self.records
         self._steps = deque([self._clock_step, self._plan_step])
         self._enqueue()
 
@@ -169,6 +171,9 @@ class MeterArchiveSync:
     def _finish(self) -> None:
         self.stop()
         self.syncs += 1
+        read = self.records - self._records_at_start
+        if read:
+            log.info("meter %s: %d archive values read from the meter's memory", self.meter, read)
         if self._again:
             self._again = False
             self.trigger()

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.config.model import ArchiveSettings
 from bridge.drivers.archives import ArchiveReader
+from bridge.drivers.errors import MeterErrorReply
 from bridge.drivers.link import Link
 from bridge.polling.diagnostics import DiagnosticsWriter
 from bridge.storage.model import ArchiveKind, ArchiveRecord, ReadingStore
@@ -123,7 +124,15 @@ class MeterClock:
     async def _correct(self, reader: ArchiveReader, link: Link, drift: float) -> None:
         step = -math.copysign(min(abs(drift), self.settings.clock_max_step), drift)
         target = self.meter_now() + timedelta(seconds=step)
-        await reader.write_clock(link, target.replace(microsecond=0))
+        try:
+            await reader.write_clock(link, target.replace(microsecond=0))
+        except MeterErrorReply as exc:
+            # refused (no write rights, or the meter takes clock writes another way, [open]):
+            # say so once a day at most, never retry at once
+            self.last_correction = self._now()
+            log.warning("meter %s: clock correction refused (%s); tried again in a day at most",
+                        self.meter, exc)
+            return
         when = self._now()
         self.last_correction = when
         self.corrections += 1

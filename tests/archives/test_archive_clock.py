@@ -127,3 +127,19 @@ async def test_small_drift_is_left_alone(tmp_path: Path, wait_until: Any) -> Non
         await sync_once(collector, wait_until, first=True)
         assert drift(tags) == pytest.approx(3.0, abs=1.5)
         assert meter_sim.counters.clock_writes == 0
+
+
+async def test_refused_correction_is_logged_once_and_not_retried_the_same_day(
+    tmp_path: Path, wait_until: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter_sim = sim(44, clock_writable=False)  # the meter refuses FUNC 02 on register 14
+    meter_sim.clock_error = 60.0
+    async with bridge(meter_sim, CORRECTING, tmp_path / "r.sqlite3") as (collector, tags, _r):
+        await sync_once(collector, wait_until, first=True)
+        errors = meter_sim.counters.errors_sent
+        assert errors == 1
+        await sync_once(collector, wait_until)
+        assert meter_sim.counters.errors_sent == errors  # no second attempt today
+        assert drift(tags) == pytest.approx(60.0, abs=1.5)
+        assert meter_sim.counters.clock_writes == 0
+    assert caplog.text.count("clock correction refused") == 1
