@@ -50,10 +50,12 @@ def site_xml(
     opcua: bool = True,
     modbus: bool = True,
     interval: str = "1s",
+    m107_password: str | None = None,
 ) -> str:
     """The mapping text: m307 (tags given), m107 and a 4-byte gw307 on one TCP channel."""
     tags = "\n".join(f'      <tag name="{n}" register="{r}"/>' for n, r in m307_tags.items())
     auth = f' username="{status_auth[0]}" password-hash="{status_auth[1]}"' if status_auth else ""
+    password = f' password="{m107_password}"' if m107_password else ""
     return f"""\
 <?xml version="1.0" encoding="UTF-8"?>
 <mapping name="product-test">
@@ -67,7 +69,7 @@ def site_xml(
     <meter name="m307" model="307" address="1" description="Input">
 {tags}
     </meter>
-    <meter name="m107" model="107" address="2">
+    <meter name="m107" model="107" address="2"{password}>
       <tags all="true"/>
     </meter>
     <meter name="gw307" model="307" address="49932" address-width="4">

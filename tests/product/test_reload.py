@@ -128,6 +128,28 @@ def test_unreachable_bridge_and_bad_url(free_port, capsys) -> None:
     assert "--url must start with http://" in capsys.readouterr().err
 
 
+async def test_a_corrected_password_is_tried_once_after_reload(site, capsys, wait_until) -> None:
+    app, path, ports = site
+    meter = app.simulator[0].bus.find(2, 1)
+    await wait_until(lambda: good(app.store, "m107.voltage"), within=20)
+    # a wrong password in the mapping: one attempt, then auth_failed and no more attempts (§3)
+    path.write_text(site_xml(ports, m107_password="010203040506"))
+    meter.expire_session()
+    assert await cli("reload", "--url", ports.status_url) == 0
+    assert app.collector is not None
+    await wait_until(lambda: app.collector.meter_state("m107") == "auth_failed", within=20)
+    await asyncio.sleep(2.5)  # more than two poll intervals
+    assert meter.counters.wrong_passwords == 1
+    value = app.store.get("m107.voltage")
+    assert value is not None and value.quality is Quality.Bad_ConfigurationError
+    # the corrected mapping, reloaded: the meter is polled again
+    path.write_text(site_xml(ports))
+    assert await cli("reload", "--url", ports.status_url) == 0
+    await wait_until(lambda: good(app.store, "m107.voltage"), within=20, what="m107 polled again")
+    assert meter.counters.wrong_passwords == 1
+    capsys.readouterr()
+
+
 # --------------------------------------------------------------------------- SIGHUP
 def wait_for(predicate, within: float, what: str) -> None:
     deadline = time.monotonic() + within
