@@ -28,5 +28,11 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
+# bounded fuzzing of the hostile-input surfaces (atheris if installed, else Hypothesis): FUZZ_SECONDS
+# per target; crashes land in var/fuzz/crashes/ (keep them in tests/security/fuzz_regressions/)
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
