@@ -98,7 +98,16 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 def cells(driver: WebDriver, selector: str) -> list[str]:
-    return [td.text for td in driver.find_elements(By.CSS_SELECTOR, selector + " td")]
+    """The cell texts of one row, read in one script call: the page replaces its rows every 2 s,
+    so an element found in one WebDriver call may be stale in the next."""
+    script = "return Array.from(document.querySelectorAll(arguments[0]), td => td.textContent);"
+    return [str(text) for text in driver.execute_script(script, selector + " td")]
+
+
+def attributes(driver: WebDriver, selector: str, name: str) -> list[str]:
+    """One attribute of every element matching ``selector``, read in one script call."""
+    script = "return Array.from(document.querySelectorAll(arguments[0]), e => e.getAttribute(arguments[1]));"
+    return [str(value) for value in driver.execute_script(script, selector, name)]
 
 
 def wait_for(
@@ -112,7 +121,7 @@ def wait_for(
 
 # --------------------------------------------------------------------------- the page
 def meter_rows_shown(driver: WebDriver) -> bool:
-    return len(driver.find_elements(By.CSS_SELECTOR, "#meters tr[data-meter]")) == len(METERS)
+    return len(attributes(driver, "#meters tr[data-meter]", "data-meter")) == len(METERS)
 
 
 def check_page(driver: WebDriver, url: str) -> str:
@@ -120,8 +129,7 @@ def check_page(driver: WebDriver, url: str) -> str:
     driver.get(url)
     assert driver.title == "milur-bridge status"
     wait_for(driver, "meter rows", meter_rows_shown)
-    rows = driver.find_elements(By.CSS_SELECTOR, "#meters tr[data-meter]")
-    assert {r.get_attribute("data-meter") for r in rows} == METERS
+    assert set(attributes(driver, "#meters tr[data-meter]", "data-meter")) == METERS
     meter = cells(driver, '#meters tr[data-meter="gw307"]')
     assert meter[:5] == ["gw307", "line", "307", "49932", "ok"], meter
     channel = cells(driver, '#channels tr[data-channel="line"]')
@@ -138,11 +146,10 @@ def check_page(driver: WebDriver, url: str) -> str:
 
 def value_changes(driver: WebDriver, before: str) -> str:
     """Waits (bounded) until the page shows another value for m107.voltage without a reload."""
-    selector = '#tags tr[data-tag="m107.voltage"] td.value'
 
     def new_text(d: WebDriver) -> str | None:
-        text = str(d.find_element(By.CSS_SELECTOR, selector).text)
-        return text if text and text != before else None
+        row = cells(d, '#tags tr[data-tag="m107.voltage"]')
+        return row[2] if row and row[2] and row[2] != before else None
 
     return str(wait_for(driver, "a new voltage", new_text, within=20))
 
