@@ -82,14 +82,14 @@ class MeterPoller:
         self.health = {ch: MeterHealth(demote_after, max_skip) for ch in self.paths}
         self._drivers = {ch: driver_factory(meter, mapping) for ch in self.paths}
         self._tags: dict[str, list[TagConfig]] = {}
-        for tag in mapping.tags:
-            if tag.meter == meter.name:
-                self._tags.setdefault(tag.register, []).append(tag)
-        self.tag_keys = [t.key for tags in self._tags.values() for t in tags]
+        self.tag_keys: list[str] = []
+        self.retag(mapping)
         self._known_registers = set(mapping.templates[meter.template].registers)
-        self._group_registers: dict[str, tuple[str, ...]] = {}
+        # keyed by group name and registers: a reload that changes a group computes it again
+        self._group_registers: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self._identified = False
         self._auth_logged = False
+        self._retired = False
         self._state = MeterState.WAITING
         self._connected = dict.fromkeys(self.paths, True)
         self.diag = DiagnosticsWriter.for_meter(
@@ -106,6 +106,36 @@ class MeterPoller:
         """The meter's other channel, if it has a backup."""
         others = [p for p in self.paths if p != channel]
         return others[0] if others else None
+
+    def driver(self, channel: str) -> MilurDriver:
+        """The driver (and so the session) of the meter on one of its channels."""
+        return self._drivers[channel]
+
+    # -- reload -----------------------------------------------------------------------------
+    def retag(self, mapping: SiteMapping) -> None:
+        """Take the meter's tags from ``mapping`` (a reload that left the meter itself alone).
+
+        The session, the health and the diagnostics stay; keys of new tags appear with the next
+        poll, keys of removed tags are no longer written.
+        """
+        tags: dict[str, list[TagConfig]] = {}
+        for tag in mapping.tags:
+            if tag.meter == self.meter.name:
+                tags.setdefault(tag.register, []).append(tag)
+        self._tags = tags
+        self.tag_keys = [t.key for same in tags.values() for t in same]
+
+    def retire(self) -> None:
+        """Stop publishing (the meter was removed or replaced by a reload).
+
+        A poll already running on a bus finishes there, but neither it nor a poll still queued
+        writes to the store again: the removed keys stay removed, a replacement poller owns the
+        kept ones. ``close_sessions`` still works, so a kept channel can say goodbye to the meter.
+        """
+        self._retired = True
+        detached = TagStore()
+        self._store = detached
+        self.diag = DiagnosticsWriter.for_meter(detached, self.meter.name, self.diag.as_dict())
 
     def _other_serves(self, channel: str) -> bool:
         other = self.other_path(channel)
@@ -125,7 +155,8 @@ class MeterPoller:
 
     def registers_for(self, group: PollGroup) -> tuple[str, ...]:
         """The registers of ``group`` this meter's template has; the others are reported once."""
-        known = self._group_registers.get(group.name)
+        cache_key = (group.name, group.registers)
+        known = self._group_registers.get(cache_key)
         if known is None:
             unknown = [r for r in group.registers if r not in self._known_registers]
             if unknown:
@@ -139,7 +170,7 @@ class MeterPoller:
                 keys = [t.key for r in unknown for t in self._tags.get(r, ())]
                 self._store.set_failed(keys, Quality.Bad_ConfigurationError)
             known = tuple(r for r in group.registers if r in self._known_registers)
-            self._group_registers[group.name] = known
+            self._group_registers[cache_key] = known
         return known
 
     # -- channel events ---------------------------------------------------------------------
@@ -169,7 +200,7 @@ class MeterPoller:
         Channel-down errors propagate to the worker; meter failures are handled here.
         """
         health = self.health[channel]
-        if health.state is MeterState.AUTH_FAILED:
+        if self._retired or health.state is MeterState.AUTH_FAILED:
             return
         driver = self._drivers[channel]
         before = _LinkCounts.of(link)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bridge.config.model import PollGroup
+from bridge.config.model import NO_ORIGIN, PollGroup
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,32 @@ class PollScheduler:
             self._add(scheduler, group)
         scheduler.start()
         self._scheduler = scheduler
+
+    def update(self, groups: Sequence[PollGroup]) -> None:
+        """Follow a reloaded mapping's poll groups, touching only the groups that changed.
+
+        An unchanged group keeps its job, so its cadence goes on undisturbed; a removed group's job
+        goes; a new or changed group gets a new job, which fires at once (``run_at_start``) when it
+        is an interval group. Where a group was declared (its origin) is no change.
+        """
+        old = {g.name: replace(g, origin=NO_ORIGIN) for g in self._groups}
+        self._groups = tuple(groups)
+        new = {g.name: g for g in self._groups}
+        for name in old.keys() - new.keys():
+            self._remove(name)
+            self.fired.pop(name, None)
+        for name, group in new.items():
+            if old.get(name) == replace(group, origin=NO_ORIGIN):
+                continue
+            if name in old:
+                self._remove(name)
+            self.fired.setdefault(name, 0)
+            if self._scheduler is not None:
+                self._add(self._scheduler, group)
+
+    def _remove(self, name: str) -> None:
+        if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}") is not None:
+            self._scheduler.remove_job(f"poll:{name}")
 
     def shutdown(self) -> None:
         """Stop firing at once (prefer ``stop()`` from a coroutine).
