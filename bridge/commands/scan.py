@@ -95,7 +95,7 @@ class ScanResult:
 
     def row(self) -> tuple[str, ...]:
         """The printed columns (``COLUMNS``)."""
-        session = "; ".join([self.session, *self.notes])
+        session = "; ".join(text for text in (self.session, *self.notes) if text)
         return (
             str(self.address.value),
             str(self.address.width),
@@ -253,12 +253,11 @@ class LineScanner:
 
     def _identify(self, session: MeterSession, result: ScanResult, first: ReadReply | ErrorReply) -> None:
         replies: dict[int, ReadReply | ErrorReply] = {_REG_MODEL: first}
-        for register in (_REG_SERIAL, _REG_FIRMWARE):
-            if _asks_for_session(replies[_REG_MODEL]):
-                break
-            replies[register] = self._transact_read(session, register)
-            if _asks_for_session(replies[register]):
-                break
+        if not _asks_for_session(first):
+            for register in (_REG_SERIAL, _REG_FIRMWARE):
+                replies[register] = self._transact_read(session, register)
+                if _asks_for_session(replies[register]):
+                    break
         if any(_asks_for_session(r) for r in replies.values()):
             if not self._open_session_once(session, result):
                 return

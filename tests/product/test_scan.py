@@ -116,7 +116,7 @@ async def test_silent_meter_is_not_found_and_a_corrupt_one_is_reported(line, cap
     assert rc == 0, err
     found = rows(out)
     assert list(found) == [7]
-    assert "corrupt reply (CRC)" in found[7]["session"]
+    assert found[7]["session"].startswith("corrupt reply (CRC)")
     meters[7].faults.bad_crc = False
     rc = await run_cli("scan", "--channel", url, "--range", "2-6", "--timeout", "0.2")
     out, err = capsys.readouterr()
@@ -173,3 +173,15 @@ def test_range_and_serial_parsing() -> None:
     assert scan.parse_range("1-3, 2,255") == [1, 2, 3, 255]
     assert scan.wide_address("012049932") == 49932
     assert scan.wide_address("12") == 12
+
+
+async def test_a_meter_that_answers_without_a_session_gets_no_session_request(line, capsys) -> None:
+    server, meters = line
+    meters[1].handle(0x08, bytes([1]) + b"\xff" * 6, 1)  # a session is already open (another tool)
+    assert meters[1].session_level == 1
+    url = f"socket://127.0.0.1:{server.port}"
+    rc = await run_cli("scan", "--channel", url, "--range", "1", "--timeout", "0.2", "--format", "csv")
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert rows(out)[1]["session"] == "not needed" and rows(out)[1]["model"] == "Milur 307"
+    assert meters[1].counters.sessions_opened == 1  # the one opened above, none by the scan
