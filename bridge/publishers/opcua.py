@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from asyncua import Server, ua
 
 from bridge.config.model import SiteMapping
+from bridge.publishers.opcua_history import HistorizingBuilder, ReadingHistory, install_history
 from bridge.publishers.opcua_security import (
     POLICY_TYPES,
     PasswordUserManager,
@@ -35,10 +36,10 @@ from bridge.publishers.opcua_security import (
 )
 from bridge.publishers.opcua_space import (
     AddressSpace,
-    AddressSpaceBuilder,
     PublishedVariable,
     unchanged_nodes,
 )
+from bridge.storage.model import ReadingStore
 from bridge.tags import TagChange, TagStore, TagValue
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,15 @@ _Written = tuple[object, int, datetime | None]
 
 
 class OpcUaPublisher:
-    """Serves the TagStore through an asyncua server built from the mapping."""
+    """Serves the TagStore through an asyncua server built from the mapping.
 
-    def __init__(self, mapping: SiteMapping, store: TagStore) -> None:
+    With ``readings``, stored tags and archive tags answer HistoryRead from it (opcua_history.py).
+    """
+
+    def __init__(self, mapping: SiteMapping, store: TagStore, readings: ReadingStore | None = None) -> None:
         self._mapping = mapping
         self._store = store
+        self._history = ReadingHistory(readings)
         self._server: Server | None = None
         self._space = AddressSpace({}, {})
         self._ns = 0
@@ -117,6 +122,7 @@ class OpcUaPublisher:
         self._users = PasswordUserManager(settings.users, settings.allow_anonymous)
         server = Server(user_manager=self._users)
         await server.init()
+        await install_history(server, self._history)
         server.set_endpoint(settings.endpoint)
         server.set_server_name(settings.server_name)
         await server.set_application_uri(settings.application_uri)
@@ -132,7 +138,7 @@ class OpcUaPublisher:
             await self._validator.load()
             server.set_certificate_validator(self._validator)
         self._ns = await server.register_namespace(settings.namespace_uri)
-        self._space = await AddressSpaceBuilder(server, self._ns).build(self._mapping)
+        self._space = await HistorizingBuilder(server, self._ns, self._history).build(self._mapping)
         self._server = server
         self._apply(self._store.add_listener(self).items())
         await self._drain()
@@ -183,7 +189,7 @@ class OpcUaPublisher:
             await self.start()
             return
         server = self.server
-        builder = AddressSpaceBuilder(server, self._ns)
+        builder = HistorizingBuilder(server, self._ns, self._history)
         keep = unchanged_nodes(self._space.nodes, builder.signatures(mapping))
         gone = [n for n in self._space.nodes if n not in keep]
         if gone:
