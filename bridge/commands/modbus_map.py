@@ -24,8 +24,9 @@ HELP = "print the Modbus register map of a mapping (markdown or CSV)"
 DESCRIPTION = """\
 Print every register the Modbus TCP server serves for MAPPING: unit id, table, address, data
 type, word order, scale, tag, meter, unit and description, plus each meter's status registers
-(docs/modbus.md). Addresses are 0-based protocol addresses: holding register 100 is 40101 in
-1-based "4xxxx" notation (mbpoll -r 101).
+and, for meters whose daily archive is read, the daily snapshot registers (docs/modbus.md).
+Addresses are 0-based protocol addresses: holding register 100 is 40101 in 1-based "4xxxx"
+notation (mbpoll -r 101).
 """
 
 COLUMNS = (
@@ -81,6 +82,16 @@ def map_rows(mapping: SiteMapping, resolved: ModbusMap) -> list[Row]:
                     status.description,
                 )
                 keyed.append(((block.unit_id, table.value, address), row))
+    for snap in resolved.snapshot_blocks:  # docs/modbus.md "Daily snapshot registers"
+        for table in ModbusTable:
+            for f in snap.fields:
+                address = snap.address + f.offset
+                row = (
+                    str(snap.unit_id), table.value, str(address), f.data_type.value,
+                    snap.word_order.value if f.words > 1 else "", "",
+                    f"{snap.meter}.daily.{f.name}", snap.meter, f.unit, f.description,
+                )
+                keyed.append(((snap.unit_id, table.value, address), row))
     keyed.sort(key=lambda item: item[0])
     return [row for _, row in keyed]
 

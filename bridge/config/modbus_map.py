@@ -12,6 +12,8 @@ tag's ``ModbusPoint`` overrides any of them. Rules (documented in ``docs/modbus.
   cursor of its unit and table; explicit addresses are placed first and may not overlap.
 - each meter has a status block of ``STATUS_WORDS`` registers at ``status_address`` of its unit
   id (in both tables); with layout ``flat`` the blocks follow each other in meter order.
+- meters with a daily archive get daily snapshot registers after their status block
+  (``bridge/config/modbus_snapshot.py``), claimed before any tag is placed;
 - text and date/time registers are not served on Modbus: such tags are skipped, and a tag that
   asks for a Modbus placement explicitly is an error.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from bridge.config.errors import ConfigError, MappingError
+from bridge.config.modbus_snapshot import SnapshotBlock, place_snapshot_blocks
 from bridge.config.model import (
     MeterConfig,
     ModbusPoint,
@@ -117,6 +120,7 @@ class ModbusMap:
     placements: tuple[RegisterPlacement, ...]  # sorted by unit id, table, address
     status_blocks: tuple[StatusBlock, ...]  # meter order
     skipped: tuple[TagConfig, ...] = field(default=())  # text/date tags, not served
+    snapshot_blocks: tuple[SnapshotBlock, ...] = field(default=())  # daily snapshots, meter order
 
 
 def resolve_modbus_map(mapping: SiteMapping) -> ModbusMap:
@@ -157,6 +161,7 @@ class _Resolver:
         flat = self.settings.layout == "flat"
         unit_ids = self.assign_unit_ids(flat)
         blocks = self.place_status_blocks(unit_ids, flat)
+        snapshots = place_snapshot_blocks(self.mapping, unit_ids, STATUS_WORDS, self.taken, self.error)
         explicit: list[RegisterPlacement] = []
         automatic: list[RegisterPlacement] = []
         skipped: list[TagConfig] = []
@@ -172,7 +177,7 @@ class _Resolver:
         placed.extend(self.place_automatic(automatic))
         placed.sort(key=lambda p: (p.unit_id, p.table.value, p.address))
         resolved = ModbusMap(
-            self.settings, MappingProxyType(unit_ids), tuple(placed), blocks, tuple(skipped)
+            self.settings, MappingProxyType(unit_ids), tuple(placed), blocks, tuple(skipped), snapshots
         )
         return resolved, self.errors
 

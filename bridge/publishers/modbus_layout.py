@@ -19,6 +19,7 @@ from bridge.config.modbus_map import (
 )
 from bridge.config.model import ModbusTable, SiteMapping
 from bridge.publishers.modbus_image import RegisterImage
+from bridge.publishers.modbus_snapshot import DailySnapshots
 from bridge.publishers.modbus_values import ValueEncoder
 from bridge.tags.keys import METER_STATES, meter_diag_key
 from bridge.tags.model import Quality, TagChange, TagValue
@@ -99,7 +100,9 @@ class ServedLayout:
             for b in self.map.status_blocks
             for table in ModbusTable
         ]
+        spans += [(b.unit_id, t, b.address, b.words) for b in self.map.snapshot_blocks for t in ModbusTable]
         self.image = RegisterImage(spans)
+        self.snapshots = DailySnapshots(self.map.snapshot_blocks, self.image, mapping.archives)
         self._served: dict[str, list[_ServedValue]] = {}
         for p in self.map.placements:
             encoder = ValueEncoder(p.data_type, p.word_order, p.scale)
@@ -129,6 +132,8 @@ class ServedLayout:
         dirty: dict[int, MeterStatus] = {}
         for change in changes:
             key, tv = change.key, change.value
+            if key in self.snapshots.keys:
+                self.snapshots.take(key, tv)
             for served in self._served.get(key, ()):
                 self._write_value(served, tv)
             statuses = self._status_of_key.get(key)
@@ -143,6 +148,7 @@ class ServedLayout:
                 dirty[id(status)] = status
         for status in dirty.values():
             status.recompute(self._values)
+        self.snapshots.write()
         return list(dirty.values())
 
     def write_statuses(self, statuses: Iterable[MeterStatus], now: float) -> None:
