@@ -72,6 +72,7 @@ class SiteSpec:
         '<listener name="gsm" host="127.0.0.1" port="0" identify="imei" identify-timeout="2"/>'
     )
     opcua_attrs: str = 'security="None"'
+    opcua_users: str = ""  # <user .../> elements inside <opcua>
     modbus_attrs: str = ""
     status_attrs: str = ""
     extra: str = ""
@@ -86,7 +87,7 @@ class SiteSpec:
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>',
             '<mapping name="faults" description="fault and security tests">',
-            f'  <opcua endpoint="{self.endpoint}" {self.opcua_attrs}/>',
+            f'  <opcua endpoint="{self.endpoint}" {self.opcua_attrs}>{self.opcua_users}</opcua>',
             f'  <modbus host="127.0.0.1" port="0" {self.modbus_attrs}/>',
             f'  <status host="127.0.0.1" port="0" {self.status_attrs}/>',
             f"  {self.listener}",
