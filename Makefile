@@ -28,6 +28,10 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 # bounded fuzzing of the hostile-input surfaces (atheris if installed, else Hypothesis): FUZZ_SECONDS
 # per target; crashes land in var/fuzz/crashes/ (keep them in tests/security/fuzz_regressions/)
 FUZZ_SECONDS ?= 60
