@@ -23,6 +23,7 @@ from bridge.publishers.opcua import OpcUaPublisher
 from bridge.status.metrics import BridgeMetrics
 from bridge.status.server import StatusServer
 from bridge.storage import SqliteReadingStore, StoreRecorder
+from bridge.storage.archive_tags import ArchiveTagFeeder, ArchiveTap
 from bridge.tags import TagStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class BridgeApp:
         self.metrics = BridgeMetrics(self.store, lambda: self.mapping)
         self.readings: SqliteReadingStore | None = None
         self.recorder: StoreRecorder | None = None
+        self.archive_tags: ArchiveTagFeeder | None = None  # newest archive records as tags
         self._running = False
         self._reload_lock = asyncio.Lock()
 
@@ -70,7 +72,7 @@ class BridgeApp:
         try:
             await self._start_simulator()
             await self._start_storage()
-            self.collector = Collector(self.mapping, self.store)
+            self.collector = Collector(self.mapping, self.store, reading_store=self._archive_store())
             await self.collector.start()
             await self._start_publishers()
             if self.mapping.status.enabled:
@@ -111,10 +113,16 @@ class BridgeApp:
         restored = await self.recorder.restore(self.store)
         self.store.add_listener(self.recorder)
         log.info("storage %s: restored the last value of %d tags", path, restored)
+        self.archive_tags = ArchiveTagFeeder(self.mapping, self.store, self.readings)
+        await self.archive_tags.start()
+
+    def _archive_store(self) -> ArchiveTap | None:
+        """The store the archive reader writes to: the reading store, seen by the archive tags."""
+        return self.archive_tags.tap() if self.archive_tags is not None else None
 
     async def _start_publishers(self) -> None:
         if self.mapping.opcua.enabled:
-            self.opcua = OpcUaPublisher(self.mapping, self.store)
+            self.opcua = OpcUaPublisher(self.mapping, self.store, self.readings)
             await self.opcua.start()
             self.metrics.add_source(self.opcua.metrics)  # sessions, writes
         if self.mapping.modbus.enabled:
@@ -143,6 +151,7 @@ class BridgeApp:
             except Exception:
                 log.exception("closing storage failed")
             self.readings = None
+            self.archive_tags = None
         for running in self.simulator or []:
             await running.stop()
         self.simulator = None
@@ -186,10 +195,12 @@ class BridgeApp:
         """Apply a new mapping: restart the parts it changes."""
         old = self.mapping
         self.mapping = new
+        if self.archive_tags is not None:
+            await self.archive_tags.apply_mapping(new)
         if self.collector is not None:
             await self.collector.apply(new)
         else:
-            self.collector = Collector(new, self.store)
+            self.collector = Collector(new, self.store, reading_store=self._archive_store())
             await self.collector.start()
         for publisher in (self.opcua, self.modbus):
             if publisher is not None:
