@@ -66,6 +66,11 @@ class ReadingSeries:
         readings = await store.history(self.key, lower, upper, limit)
         return [(r.source_time, r.value, r.quality.status_code) for r in readings]
 
+    async def latest(self, store: ReadingStore) -> datetime | None:
+        """Time of the newest stored reading (None: never stored)."""
+        last = (await store.last_values([self.key])).get(self.key)
+        return last.source_time if last is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class ArchiveSeries:
@@ -83,6 +88,10 @@ class ArchiveSeries:
         records = await store.archive(self.meter, self.kind, lower, upper, self.channel)
         rows = [(r.timestamp, r.value, 0) for r in records]
         return rows if limit is None else rows[:limit]
+
+    async def latest(self, store: ReadingStore) -> datetime | None:
+        """Not known without a scan: None (the caller reads back in windows)."""
+        return None
 
 
 HistorySource = ReadingSeries | ArchiveSeries
@@ -137,13 +146,21 @@ def plan_query(
 
 
 async def _newest(source: HistorySource, store: ReadingStore, query: _Query, want: int) -> list[Row]:
-    """The newest ``want`` rows of the range, newest first, reading back in growing windows."""
+    """The newest ``want`` rows of the range, newest first, reading back in growing windows.
+
+    The store reads oldest first, so the range is read from its end in windows that double; a
+    series that knows its newest time starts there, so a tag no longer stored costs no empty
+    windows and the first window holds recent values only.
+    """
     rows: list[Row] = []
     upper, span = query.upper, timedelta(days=1)
+    latest = await source.latest(store)
+    if latest is not None and latest < upper:
+        upper = latest + _TICK
     while len(rows) < want and upper > query.lower:
         lower = query.lower if upper - query.lower <= span else upper - span
         rows.extend(reversed(await source.fetch(store, lower, upper, None)))
-        upper, span = lower, span * 8
+        upper, span = lower, span * 2
     return rows[:want]
 
 

@@ -63,6 +63,11 @@ async def test_pages_of_the_server_limit_forward_and_backward(filled: FilledStor
     # no start, far end: the newest values first, found by reading back from the end
     newest = await all_pages(history, ENERGY, details(None, datetime(2031, 1, 1, tzinfo=UTC), 30))
     assert newest[0] == [reading_time(i) for i in range(READINGS - 1, READINGS - 31, -1)]
+    # an archive series has no index of its newest record: read back in doubling windows
+    far = details(None, datetime(2031, 1, 1, tzinfo=UTC), 2)
+    assert (await all_pages(history, DAILY_NODE, far))[:2] == [
+        [day_start(DAYS - 1), day_start(DAYS - 2)], [day_start(DAYS - 3), day_start(DAYS - 4)]
+    ]
 
 
 async def test_asyncua_interface_call_returns_the_next_time_as_continuation(filled: FilledStore):
