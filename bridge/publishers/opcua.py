@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from asyncua import Server, ua
 
-from bridge.config.model import SiteMapping
+from bridge.config.model import SecurityPolicy, SiteMapping
 from bridge.publishers.opcua_history import HistorizingBuilder, ReadingHistory, install_history
 from bridge.publishers.opcua_security import (
     POLICY_TYPES,
@@ -119,7 +119,9 @@ class OpcUaPublisher:
 
     async def _create_server(self) -> Server:
         settings = self._mapping.opcua
-        self._users = PasswordUserManager(settings.users, settings.allow_anonymous)
+        self._users = PasswordUserManager(
+            settings.users, settings.allow_anonymous, secure_only=SecurityPolicy.NONE not in settings.security
+        )
         server = Server(user_manager=self._users)
         await server.init()
         await install_history(server, self._history)

@@ -187,9 +187,19 @@ def _status_name(code: int) -> str:
 class PasswordUserManager:
     """asyncua user manager: anonymous (if allowed) and argon2-verified username/password users."""
 
-    def __init__(self, users: tuple[OpcUaUser, ...], allow_anonymous: bool) -> None:
+    def __init__(
+        self, users: tuple[OpcUaUser, ...], allow_anonymous: bool, *, secure_only: bool = False
+    ) -> None:
+        """Users and anonymous access as the mapping says.
+
+        ``secure_only``: the mapping offers no None security, so refuse every session whose secure
+        channel carries no client certificate (asyncua accepts None channels anyway, for
+        discovery, and would let a session on one read everything).
+        """
         self._users = {u.name: u for u in users}
         self._allow_anonymous = allow_anonymous
+        self._secure_only = secure_only
+        self._insecure_logged = False
         self._hasher = PasswordHasher()
         self._refused: set[str] = set()
         self.refused = 0  # logins refused (for metrics)
@@ -202,6 +212,12 @@ class PasswordUserManager:
         certificate: Any = None,
     ) -> User | None:
         """The session's user, or None to refuse it (BadUserAccessDenied)."""
+        if self._secure_only and not certificate:  # None channels carry b"" (asyncua)
+            self.refused += 1
+            if not self._insecure_logged:
+                self._insecure_logged = True
+                log.warning("OPC UA session without security refused: the mapping offers no None policy")
+            return None
         if username is None:
             # no X509 identity tokens are offered, so no user name means anonymous; ``certificate``
             # is then the secure channel's client certificate, already checked at CreateSession
