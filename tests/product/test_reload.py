@@ -142,6 +142,11 @@ async def test_a_corrected_password_is_tried_once_after_reload(site, capsys, wai
     assert meter.counters.wrong_passwords == 1
     value = app.store.get("m107.voltage")
     assert value is not None and value.quality is Quality.Bad_ConfigurationError
+    # a reload that leaves the meter as it is does not try again (docs/troubleshooting.md)
+    assert await cli("reload", "--url", ports.status_url) == 0
+    await asyncio.sleep(2.5)
+    assert app.collector.meter_state("m107") == "auth_failed"
+    assert meter.counters.wrong_passwords == 1
     # the corrected mapping, reloaded: the meter is polled again
     path.write_text(site_xml(ports))
     assert await cli("reload", "--url", ports.status_url) == 0
