@@ -60,8 +60,8 @@ def _banner(mapping: SiteMapping, demo: bool) -> str:
             "Try this:",
             "  browse OPC UA:  .venv/bin/python -m asyncua.tools.uals -u "
             f"{mapping.opcua.endpoint.replace('0.0.0.0', '127.0.0.1')} -l 3  (or UaExpert)",
-            f"  read Modbus:    mbpoll -m tcp -p {mapping.modbus.port} -a 1 -r 101 -c 2 -t 4:float -1 "
-            "127.0.0.1",
+            f"  read Modbus:    mbpoll -m tcp -p {mapping.modbus.port} -a 1 -0 -r 102 -c 1 -t 4:float -B "
+            "-1 127.0.0.1   (voltage_a of the first meter)",
             "  (unit id 1 = first meter; `milur-bridge modbus-map` prints the whole map)",
             "Stop with Ctrl-C.",
         ]
