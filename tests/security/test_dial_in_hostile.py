@@ -26,11 +26,15 @@ from faults.bridge_rig import (
     tcp,
     wait_for,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bridge.config.model import ChannelConfig, ChannelKind, DialInSettings, IdentifyMethod, ListenerConfig
 from bridge.simulator import DialOutModem, SimulatedBus, SimulatedMeter, TcpMeterServer
+from bridge.transport.dial_in import DialInListener
 from bridge.transport.stream import MAX_BUFFERED
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("no_leftovers")]
+pytestmark = [pytest.mark.timeout(90)]
 
 IMEI = "356938035643809"
 MAX_UNIDENTIFIED, MAX_CONNECTIONS = 4, 8
@@ -93,6 +97,7 @@ async def closed_by_bridge(reader: asyncio.StreamReader, within: float) -> bool:
     return True
 
 
+@pytest.mark.usefixtures("no_leftovers")
 async def test_slow_loris_flood_and_garbage_then_a_module_gets_in(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     caplog.set_level(logging.INFO)
     solo_meter, dialled = SimulatedMeter("105", 7), SimulatedMeter("105", 1)
@@ -178,3 +183,38 @@ def _async(predicate):  # noqa: ANN001, ANN202
         return bool(predicate())
 
     return check
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    method=st.sampled_from([IdentifyMethod.IMEI, IdentifyMethod.SERIAL_NUMBER]),
+    payload=st.binary(min_size=1, max_size=600),
+    chunk=st.integers(1, 64),
+)
+def test_random_bytes_on_a_real_listener_connection(method, payload: bytes, chunk: int) -> None:  # noqa: ANN001
+    """Whatever a stranger sends in answer to the identification: closed, never attached."""
+
+    async def run() -> None:
+        config = ListenerConfig("gsm", host="127.0.0.1", port=0, method=method, identify_timeout=0.25)
+        listener = DialInListener(config, log_interval=0.0)
+        transport = listener.transport_for(
+            ChannelConfig("c", ChannelKind.DIAL_IN, dial_in=DialInSettings("gsm", IMEI))
+        )
+        await listener.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            try:
+                await asyncio.wait_for(reader.read(64), 2)  # the identification request
+                for i in range(0, len(payload), chunk):
+                    writer.write(payload[i : i + chunk])
+                await writer.drain()
+                assert await closed_by_bridge(reader, 3), "stranger kept open"
+            finally:
+                writer.transport.abort()
+            assert not transport.is_open
+            assert listener.stats.identified == 0
+            assert listener.stats.unidentified + listener.stats.unknown == 1
+        finally:
+            await listener.stop()
+
+    asyncio.run(run())
