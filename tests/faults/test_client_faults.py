@@ -82,7 +82,7 @@ async def test_opcua_clients_vanishing_mid_subscription(tmp_path: Path) -> None:
         async with running_bridge(tmp_path / "site.xml", spec) as app:
             await healthy_and_moving(app, spec.endpoint, ["h1", "h2"])
             baseline = await settled_census()
-            for _ in range(4):
+            for _ in range(3):
                 await _vanish_mid_subscription(spec.endpoint)
             await healthy_and_moving(app, spec.endpoint, ["h1", "h2"])
             assert app.opcua is not None

@@ -119,7 +119,7 @@ async def test_modem_redialling_every_second_and_then_gone(tmp_path: Path) -> No
                 await healthy_and_moving(app, spec.endpoint, ["d1", "h2"])
                 baseline = await settled_census()
                 for _ in range(5):
-                    await asyncio.sleep(0.8)
+                    await asyncio.sleep(0.5)
                     modem.drop()
                     assert listener_of(app).connection_count <= 2
                 await wait_for(_async(lambda: modem.dials >= 6), 10, "modem dialled six times")
