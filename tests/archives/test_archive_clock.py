@@ -116,6 +116,10 @@ async def test_correction_is_bounded_and_at_most_once_a_day(
         assert meter_sim.counters.clock_writes == 1
         clock.advance([meter_sim], 86400 + 60)  # a day later: one more bounded step
         await sync_once(collector, wait_until)
+        if meter_sim.counters.clock_writes == 1:
+            # the sync that finished may have been the start-up one, which read the clock before
+            # the advance (a loaded machine): one more sync must then make the correction
+            await sync_once(collector, wait_until)
         assert meter_sim.counters.clock_writes == 2
         assert meter_sim.clock_error == pytest.approx(40.0, abs=1.5)
 
