@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
@@ -72,6 +73,17 @@ def local_utc(naive: datetime) -> datetime:
     return naive.astimezone(UTC)
 
 
+async def away_from_a_half_hour_boundary(margin: float = 30.0) -> None:
+    """Start a slot-counting test well inside a half-hour (the meter records a slot at :00 / :30).
+
+    The expected slots are computed from the meter's time after the backfill; a half-hour boundary
+    passing during the test would add a slot the bridge had no reason to read yet.
+    """
+    into = datetime.now().timestamp() % 1800
+    if into > 1800 - margin:
+        await asyncio.sleep(1800 - into + 1)
+
+
 def expected_slots(now: datetime, days: int) -> list[datetime]:
     """Half-hour starts the bridge should hold after a backfill of ``days`` at meter time ``now``."""
     last = EPOCH + ((now - EPOCH) // SLOT - 1) * SLOT
@@ -94,6 +106,7 @@ async def archive(
 
 
 async def test_daily_profile_and_journal_read_into_storage(tmp_path: Path, wait_until: Any) -> None:
+    await away_from_a_half_hour_boundary()
     meter_sim = sim(21)
     async with TcpMeterServer(SimulatedBus([meter_sim])) as server, opened_store(
         tmp_path / "r.sqlite3"
@@ -153,6 +166,7 @@ def dial_in_site(listener_port: int, archives: ArchiveSettings) -> SiteMapping:
 async def test_backfill_after_a_two_day_outage_of_a_dial_in_module(
     tmp_path: Path, wait_until: Any, free_port: Any
 ) -> None:
+    await away_from_a_half_hour_boundary()
     meter_sim = sim(21)
     clock = ShiftedClock()
     settings = dataclasses.replace(FAST_ARCHIVES, backfill_days=3)
