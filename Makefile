@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench fuzz clean
+.PHONY: run test lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/milur-bridge run $(MAPPING)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
+	$(BIN)/ruff check bridge tests bench fuzz
 	$(BIN)/mypy
 
 test: $(STAMP) lint
@@ -36,6 +36,7 @@ soak: $(STAMP)
 # per target; crashes land in var/fuzz/crashes/ (keep them in tests/security/fuzz_regressions/)
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
+	-$(BIN)/pip install --quiet 'atheris>=2.3' || echo "atheris not installable here: fuzzing with Hypothesis"
 	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
