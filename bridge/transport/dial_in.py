@@ -28,15 +28,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.config.model import ChannelConfig, ListenerConfig, Secret
-from bridge.transport.errors import TransportClosed, TransportError, TransportUnavailable
+from bridge.transport.errors import TransportError, TransportUnavailable
 from bridge.transport.identification import IdentificationRefused, identify_connection
-from bridge.transport.stream import ByteConnection, enable_keepalive
+from bridge.transport.stream import ByteConnection, ConnectedStream, enable_keepalive
 
 log = logging.getLogger(__name__)
 
 
-class DialInTransport:
+class DialInTransport(ConnectedStream):
     """The channel of one dial-in module; ``open()`` waits until the listener attaches it."""
+
+    _NOT_CONNECTED = "module not connected"
 
     def __init__(self, channel: ChannelConfig, *, attach_timeout: float | None = None) -> None:
         """``attach_timeout``: how long ``open()`` waits for the module (None: until it comes)."""
@@ -99,24 +101,6 @@ class DialInTransport:
             conn.close()
             await conn.wait_closed()
 
-    async def write(self, data: bytes) -> None:
-        """Send bytes."""
-        await self._connection().write(data)
-
-    async def read(self, timeout: float) -> bytes:  # noqa: ASYNC109 (contract)
-        """At least one byte."""
-        return await self._connection().read(timeout)
-
-    def discard_input(self) -> None:
-        """Drop buffered input."""
-        if self._conn is not None:
-            self._conn.discard_input()
-
-    def _connection(self) -> ByteConnection:
-        conn = self._conn
-        if conn is None:
-            raise TransportClosed(f"channel {self.name}: module not connected")
-        return conn
 
 
 @dataclass(slots=True)

@@ -184,3 +184,33 @@ def enable_keepalive(
     for option, value in options:
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+class ConnectedStream:
+    """Byte I/O over an attached ``ByteConnection``: the part TCP client and dial-in share.
+
+    Subclasses set ``name`` and ``_conn`` and say in ``_NOT_CONNECTED`` why there is no connection.
+    """
+
+    name: str
+    _conn: ByteConnection | None
+    _NOT_CONNECTED = "not connected"
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes."""
+        await self._connection().write(data)
+
+    async def read(self, timeout: float) -> bytes:  # noqa: ASYNC109 (Transport contract)
+        """Read at least one byte."""
+        return await self._connection().read(timeout)
+
+    def discard_input(self) -> None:
+        """Drop buffered input."""
+        if self._conn is not None:
+            self._conn.discard_input()
+
+    def _connection(self) -> ByteConnection:
+        conn = self._conn
+        if conn is None:
+            raise TransportClosed(f"channel {self.name}: {self._NOT_CONNECTED}")
+        return conn

@@ -6,13 +6,13 @@ import asyncio
 import logging
 
 from bridge.config.model import ChannelConfig
-from bridge.transport.errors import TransportClosed, TransportUnavailable
-from bridge.transport.stream import ByteConnection, enable_keepalive
+from bridge.transport.errors import TransportUnavailable
+from bridge.transport.stream import ByteConnection, ConnectedStream, enable_keepalive
 
 log = logging.getLogger(__name__)
 
 
-class TcpClientTransport:
+class TcpClientTransport(ConnectedStream):
     """Connects out to ``channel.tcp.host:port`` with a connect timeout and TCP keep-alive.
 
     A lost connection shows as ``TransportClosed`` on the next read or write; ``open()`` connects
@@ -80,20 +80,3 @@ class TcpClientTransport:
             conn.close()
             await conn.wait_closed()
 
-    async def write(self, data: bytes) -> None:
-        """Send bytes."""
-        await self._connection().write(data)
-
-    async def read(self, timeout: float) -> bytes:  # noqa: ASYNC109 (contract)
-        """Read at least one byte."""
-        return await self._connection().read(timeout)
-
-    def discard_input(self) -> None:
-        """Drop buffered input."""
-        if self._conn is not None:
-            self._conn.discard_input()
-
-    def _connection(self) -> ByteConnection:
-        if self._conn is None:
-            raise TransportClosed(f"channel {self.name}: not connected")
-        return self._conn
