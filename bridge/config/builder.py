@@ -189,7 +189,7 @@ class MappingBuilder:
                 identify_timeout=self.number(el, "identify-timeout", 15.0),
                 identify_address=self.get(el, "identify-address", int, 255),
                 identify_address_width=self.get(el, "identify-address-width", int, 1),
-                max_unidentified=self.get(el, "max-unidentified", int, 100),
+                max_unidentified=self.get(el, "max-unidentified", int, 1000),
                 max_connections=self.get(el, "max-connections", int, 20000),
                 origin=self.origin(el),
             )

@@ -166,7 +166,7 @@ class ListenerConfig:
     identify_timeout: float = 15.0
     identify_address: int = 255  # meter address for the serial-number method
     identify_address_width: int = 1
-    max_unidentified: int = 100
+    max_unidentified: int = 1000  # identifications in flight; ~1 KiB each, bounded by identify_timeout
     max_connections: int = 20000
     origin: Origin = NO_ORIGIN
 
@@ -489,18 +489,41 @@ class SiteMapping:
     export: ExportSettings = ExportSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     archives: ArchiveSettings = ArchiveSettings()
+    # Look-up indexes built once (a 10,000-meter site must not scan every list per meter).
+    _channels_by_name: dict[str, ChannelConfig] = field(init=False, repr=False, compare=False)
+    _meters_by_name: dict[str, MeterConfig] = field(init=False, repr=False, compare=False)
+    _meters_by_channel: dict[str, tuple[MeterConfig, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    _tags_by_meter: dict[str, tuple[TagConfig, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        on: dict[str, list[MeterConfig]] = {}
+        for m in self.meters:
+            on.setdefault(m.channel, []).append(m)
+        tags: dict[str, list[TagConfig]] = {}
+        for t in self.tags:
+            tags.setdefault(t.meter, []).append(t)
+        object.__setattr__(self, "_channels_by_name", {c.name: c for c in self.channels})
+        object.__setattr__(self, "_meters_by_name", {m.name: m for m in self.meters})
+        object.__setattr__(self, "_meters_by_channel", {k: tuple(v) for k, v in on.items()})
+        object.__setattr__(self, "_tags_by_meter", {k: tuple(v) for k, v in tags.items()})
 
     def channel(self, name: str) -> ChannelConfig:
-        """Channel by name."""
-        return next(c for c in self.channels if c.name == name)
+        """Channel by name (KeyError if there is none)."""
+        return self._channels_by_name[name]
 
     def meter(self, name: str) -> MeterConfig:
-        """Meter by name."""
-        return next(m for m in self.meters if m.name == name)
+        """Meter by name (KeyError if there is none)."""
+        return self._meters_by_name[name]
 
     def meters_on(self, channel: str) -> tuple[MeterConfig, ...]:
         """Meters whose primary channel is ``channel``."""
-        return tuple(m for m in self.meters if m.channel == channel)
+        return self._meters_by_channel.get(channel, ())
+
+    def tags_of(self, meter: str) -> tuple[TagConfig, ...]:
+        """Tags bound to ``meter``, in declaration order."""
+        return self._tags_by_meter.get(meter, ())
 
     def register_of(self, meter: MeterConfig, register: str) -> RegisterDef:
         """The register definition for a meter (template)."""

@@ -119,9 +119,8 @@ class MeterPoller:
         poll, keys of removed tags are no longer written.
         """
         tags: dict[str, list[TagConfig]] = {}
-        for tag in mapping.tags:
-            if tag.meter == self.meter.name:
-                tags.setdefault(tag.register, []).append(tag)
+        for tag in mapping.tags_of(self.meter.name):
+            tags.setdefault(tag.register, []).append(tag)
         self._tags = tags
         self.tag_keys = [t.key for same in tags.values() for t in same]
 

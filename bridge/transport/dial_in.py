@@ -206,8 +206,15 @@ class DialInListener:
         c = self.config
         loop = asyncio.get_running_loop()
         try:
+            # asyncio's default backlog (100) overflows when thousands of modules dial in at
+            # once; the kernel then drops handshakes the module already thinks are done, and a
+            # client-mode module stays silent on that dead socket (§7). Size it for the site.
             self._server = await loop.create_server(
-                lambda: _ListenerConnection(self), c.host, c.port, reuse_address=True
+                lambda: _ListenerConnection(self),
+                c.host,
+                c.port,
+                reuse_address=True,
+                backlog=max(128, min(c.max_connections, 4096)),
             )
         except OSError as exc:
             raise TransportUnavailable(
