@@ -32,6 +32,7 @@ import time
 from bench.measure import ROOT, free_port, kib, raise_nofile, rss_bytes, table, verdict
 from bench.sites import REGISTERS_1PHASE, dial_in_site, imei
 from bridge.app import BridgeApp
+from bridge.config.model import ListenerConfig
 from bridge.publishers.modbus import event_loop_factory
 from bridge.simulator import DialOutModem, SimulatedBus, SimulatedMeter
 from bridge.simulator.bus import Answer
@@ -272,6 +273,7 @@ def report(
 ) -> str:  # fmt: skip
     n, regs = args.modules, args.registers
     rss_pre, rss0, rss1, opcua_rss = memory
+    unidentified = args.max_unidentified or ListenerConfig("default").max_unidentified
     bridge_per_module = (rss1 - rss_pre - opcua_rss) / max(n, 1)
     cpu = sum(c[0] for c in cycles)
     reads = sum(c[1] for c in cycles)
@@ -306,7 +308,7 @@ def report(
          f"{loaded_reads / regs:.0f} polls/s, {loaded_fresh}/{n} modules polled", "", ""],
     ]  # fmt: skip
     head = (
-        f"## Dial-in scale\n\n{n} modules (IMEI listener, max_unidentified {args.max_unidentified}), "
+        f"## Dial-in scale\n\n{n} modules (IMEI listener, max_unidentified {unidentified}), "
         f"{regs} registers each, GPRS round trip 300–800 ms, poll interval {args.interval:g} s, "
         f"response timeout 3 s; RLIMIT_NOFILE {nofile}; bridge start {started:.1f} s, "
         f"bridge RSS {rss_pre / 2**20:.0f} MiB before start, {rss0 / 2**20:.0f} MiB started and idle, "
@@ -336,7 +338,9 @@ def parser() -> argparse.ArgumentParser:
         "--warmup", type=float, default=6.0, help="seconds after the first cycle, before measuring"
     )
     p.add_argument("--identify-limit", type=float, default=120.0)
-    p.add_argument("--max-unidentified", type=int, default=100, help="listener setting (default 100)")
+    p.add_argument(
+        "--max-unidentified", type=int, default=None, help="listener setting (default: its default)"
+    )
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--protocol", choices=("opcua", "modbus"), default="opcua", help=argparse.SUPPRESS)
     p.add_argument("--target", default="", help=argparse.SUPPRESS)

@@ -73,13 +73,15 @@ def dial_in_site(
     modbus_port: int,
     *,
     response_timeout: float = 3.0,
-    max_unidentified: int = 100,
+    max_unidentified: int | None = None,
 ) -> SiteMapping:
     """``modules`` dial-in channels (one meter each) on one IMEI listener, one poll group."""
     listener = ListenerConfig(
         "gsm", host="127.0.0.1", port=0, method=IdentifyMethod.IMEI, identify_timeout=15.0,
-        max_unidentified=max_unidentified, max_connections=modules + 100,
+        max_connections=modules + 100,
     )  # fmt: skip
+    if max_unidentified is not None:  # None: the listener's default
+        listener = replace(listener, max_unidentified=max_unidentified)
     channels = tuple(
         ChannelConfig(
             f"c{i}",
