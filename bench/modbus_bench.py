@@ -30,12 +30,31 @@ sys.path.insert(0, str(ROOT))
 REQUEST_PDU = struct.pack(">BHH", 3, 100, 100)
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 TAG_NAMES = (
-    "frequency", "battery_voltage", "voltage_a", "voltage_b", "voltage_c", "current_a",
-    "current_b", "current_c", "power_active_a", "power_active_b", "power_active_c",
-    "power_active_total", "power_reactive_a", "power_reactive_b", "power_reactive_c",
-    "power_reactive_total", "power_apparent_a", "power_apparent_b", "power_apparent_c",
-    "power_apparent_total", "energy_active_import_total", "energy_active_import_t1",
-    "energy_active_import_t2", "energy_reactive_import_total", "energy_active_export_total",
+    "frequency",
+    "battery_voltage",
+    "voltage_a",
+    "voltage_b",
+    "voltage_c",
+    "current_a",
+    "current_b",
+    "current_c",
+    "power_active_a",
+    "power_active_b",
+    "power_active_c",
+    "power_active_total",
+    "power_reactive_a",
+    "power_reactive_b",
+    "power_reactive_c",
+    "power_reactive_total",
+    "power_apparent_a",
+    "power_apparent_b",
+    "power_apparent_c",
+    "power_apparent_total",
+    "energy_active_import_total",
+    "energy_active_import_t1",
+    "energy_active_import_t2",
+    "energy_reactive_import_total",
+    "energy_active_export_total",
 )
 
 
@@ -61,8 +80,7 @@ def bridge_mapping():
         meters=(MeterConfig("m1", "bus", "307", "milur-3phase", 1),),
         poll_groups=(),
         tags=tuple(TagConfig(n, "m1", n) for n in TAG_NAMES),
-        modbus=ModbusSettings(host="127.0.0.1", port=0, data_type=ModbusType.FLOAT64,
-                              max_connections=64),
+        modbus=ModbusSettings(host="127.0.0.1", port=0, data_type=ModbusType.FLOAT64, max_connections=64),
     )
 
 
@@ -174,7 +192,10 @@ def run_scenario(
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind, "--churn", str(churn)]
         + (["--uvloop"] if use_uvloop else []),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -194,8 +215,10 @@ def run_scenario(
 
 
 def report(table: dict[tuple[str, bool, int], Result]) -> None:
-    print(f"{'server':8} {'loop':8} {'clients':>7} {'requests':>9} {'req/s':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'cpu µs/req':>11} {'cpu ratio':>10}")
+    print(
+        f"{'server':8} {'loop':8} {'clients':>7} {'requests':>9} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'cpu µs/req':>11} {'cpu ratio':>10}"
+    )
     for (kind, uv, n), r in table.items():
         lat = sorted(r.latencies)
         p50 = statistics.median(lat) * 1e3
@@ -203,10 +226,14 @@ def report(table: dict[tuple[str, bool, int], Result]) -> None:
         per_request = r.cpu / r.requests * 1e6
         bare = table.get(("bare", uv, n))
         ratio = f"{per_request / (bare.cpu / bare.requests * 1e6):.2f}x" if bare and kind == "bridge" else ""
-        print(f"{kind:8} {'uvloop' if uv else 'asyncio':8} {n:7d} {r.requests:9d} "
-              f"{r.requests / r.seconds:9.0f} {p50:8.3f} {p99:8.3f} {per_request:11.1f} {ratio:>10}")
-    print(f"(CPU from /proc/<pid>/stat in {1e3 / CLOCK_TICK:.0f} ms ticks; ratio = bridge/bare, "
-          "target <= 1.10x)")
+        print(
+            f"{kind:8} {'uvloop' if uv else 'asyncio':8} {n:7d} {r.requests:9d} "
+            f"{r.requests / r.seconds:9.0f} {p50:8.3f} {p99:8.3f} {per_request:11.1f} {ratio:>10}"
+        )
+    print(
+        f"(CPU from /proc/<pid>/stat in {1e3 / CLOCK_TICK:.0f} ms ticks; ratio = bridge/bare, "
+        "target <= 1.10x)"
+    )
 
 
 def main() -> None:
@@ -216,7 +243,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5, help="load time per scenario")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10])
     parser.add_argument(
-        "--churn", type=float, default=0.0, metavar="HZ",
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="HZ",
         help="the bridge's 25 tags all change HZ times a second during the run (default 0)",
     )
     args = parser.parse_args()
