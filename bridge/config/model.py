@@ -348,6 +348,9 @@ class OpcUaSettings:
     certificate: str | None = None  # PEM/DER file; generated into pki_dir/own if absent
     private_key: str | None = None
     grouping: str = "channel"  # "channel" or "group" (ChannelConfig.group folders)
+    # diagnostic nodes in the address space: "all" (meters and channels), "meters" (no channel
+    # diagnostics) or "none"; the TagStore, status page and metrics keep them all either way
+    diagnostics: str = "all"
     origin: Origin = NO_ORIGIN
 
 

@@ -71,6 +71,7 @@ def opcua(b: MappingBuilder, el: Element) -> OpcUaSettings:
         certificate=b.optional_path(el, "certificate"),
         private_key=b.optional_path(el, "private-key"),
         grouping=b.get(el, "grouping", str, d.grouping),
+        diagnostics=b.get(el, "diagnostics", str, d.diagnostics),
         origin=b.origin(el),
     )
     if settings.enabled and not settings.allow_anonymous and not settings.users:

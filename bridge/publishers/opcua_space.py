@@ -6,7 +6,8 @@
 Layout under Objects: one folder per channel (or per ``ChannelConfig.group`` when
 ``OpcUaSettings.grouping == "group"``) → one object per meter → one variable per tag, plus a
 ``Diagnostics`` folder in every meter object (meter diagnostics) and in every channel folder
-(channel diagnostics). NodeIds are stable strings equal to the TagStore keys (``<meter>.<tag>``,
+(channel diagnostics) — fewer with ``OpcUaSettings.diagnostics`` "meters" (no channel diagnostics)
+or "none". NodeIds are stable strings equal to the TagStore keys (``<meter>.<tag>``,
 ``<meter>.diag.<field>``, ``channel:<channel>.<field>``) or ``TagConfig.opcua_node_id``, so a SCADA
 project survives restarts and a re-ordered mapping.
 
@@ -221,6 +222,10 @@ class AddressSpaceBuilder:
             tags_by_meter.setdefault(tag.meter, []).append(tag)
         folders: dict[str, ua.NodeId] = {}
         by_group = mapping.opcua.grouping == "group"
+        # <opcua diagnostics>: which diagnostic nodes exist (the TagStore has them all either way;
+        # values of keys without a node are simply not written, see OpcUaPublisher._apply)
+        channel_diag = mapping.opcua.diagnostics == "all"
+        meter_diag = mapping.opcua.diagnostics in ("all", "meters")
         for channel in mapping.channels:
             folder_name = (channel.group or channel.name) if by_group else channel.name
             folder = folders.get(folder_name)
@@ -229,9 +234,10 @@ class AddressSpaceBuilder:
                 folder = self._sid(f"{prefix}:{folder_name}")
                 self._folder(folder, objects, folder_name, channel.description if not by_group else "")
                 folders[folder_name] = folder
-            self._channel_diagnostics(channel, folder, by_group)
+            if channel_diag:
+                self._channel_diagnostics(channel, folder, by_group)
             for meter in mapping.meters_on(channel.name):
-                self._meter(mapping, meter, folder, tags_by_meter.get(meter.name, []))
+                self._meter(mapping, meter, folder, tags_by_meter.get(meter.name, []), meter_diag)
 
     # -- node groups -------------------------------------------------------------------------
     def _channel_diagnostics(self, channel: ChannelConfig, folder: ua.NodeId, by_group: bool) -> None:
@@ -243,7 +249,12 @@ class AddressSpaceBuilder:
             self._variable(key, self._sid(key), diag, field, _PY_TO_VARIANT[py_type], "", None)
 
     def _meter(
-        self, mapping: SiteMapping, meter: MeterConfig, folder: ua.NodeId, tags: list[TagConfig]
+        self,
+        mapping: SiteMapping,
+        meter: MeterConfig,
+        folder: ua.NodeId,
+        tags: list[TagConfig],
+        diagnostics: bool,
     ) -> None:
         obj = self._sid(meter.name)
         description = meter.description or f"Milur {meter.model} at address {meter.address}"
@@ -259,6 +270,8 @@ class AddressSpaceBuilder:
             self._variable(
                 tag.key, self._tag_node_id(tag), obj, tag.name, variant, text, unit if analog else None
             )
+        if not diagnostics:
+            return
         diag = self._sid(f"{meter.name}.diag")
         self._folder(diag, obj, "Diagnostics", f"Diagnostics of meter {meter.name}")
         for field, py_type in METER_DIAG_FIELDS.items():
