@@ -14,7 +14,8 @@ module was polled in each cycle, bridge CPU per poll, bridge memory per connecti
 from the started, idle bridge to all modules identified and polled — the OPC UA address space is
 built before the baseline), and tags served per second on OPC UA and Modbus meanwhile.
 
-Run: ``.venv/bin/python -m bench.dial_in_scale [--modules 1000] [--interval 10] [--cycles 2]``
+Run: ``.venv/bin/python -m bench.dial_in_scale [--modules 1000] [--interval 10] [--cycles 2]
+[--opcua-diagnostics all|meters|none]``
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -32,7 +34,7 @@ import time
 from bench.measure import ROOT, free_port, kib, raise_nofile, rss_bytes, table, verdict
 from bench.sites import REGISTERS_1PHASE, dial_in_site, imei
 from bridge.app import BridgeApp
-from bridge.config.model import ListenerConfig
+from bridge.config.model import ListenerConfig, SiteMapping
 from bridge.publishers.modbus import event_loop_factory
 from bridge.simulator import DialOutModem, SimulatedBus, SimulatedMeter
 from bridge.simulator.bus import Answer
@@ -88,7 +90,12 @@ async def clients_main(protocol: str, target: str, modules: int, registers: int,
 async def opcua_reader(url: str, modules: int, registers: int, seconds: float) -> tuple[float, bool]:
     from asyncua import Client, ua
 
-    async with Client(url, timeout=30) as client:
+    # asyncua's client probes the server's state every ``watchdog_intervall`` seconds with a probe
+    # timeout of the same length (1 s by default) and, without auto-reconnect, marks itself
+    # disconnected when one probe is late: every later request then fails at once with
+    # ConnectionError('client is disconnected'). A server busy polling 10,000 modules may take
+    # longer than 1 s to answer one read, so probe with the same patience as the requests.
+    async with Client(url, timeout=30, watchdog_intervall=30) as client:
         ns = await client.get_namespace_index("urn:milur-bridge")
         names = REGISTERS_1PHASE[:registers]
         ids = [ua.NodeId(f"m{i}.{r}", ns) for i in range(modules) for r in names]
@@ -133,12 +140,19 @@ async def modbus_reader(port: int, modules: int, registers: int, seconds: float)
 
 
 # --------------------------------------------------------------------------- OPC UA space process
-async def opcua_space_main(modules: int, registers: int) -> None:
+def with_diagnostics(mapping: SiteMapping, diagnostics: str) -> SiteMapping:
+    """``mapping`` with ``<opcua diagnostics="...">`` set."""
+    return dataclasses.replace(mapping, opcua=dataclasses.replace(mapping.opcua, diagnostics=diagnostics))
+
+
+async def opcua_space_main(modules: int, registers: int, diagnostics: str) -> None:
     """RSS growth of starting the OPC UA publisher alone for the same mapping (printed as JSON)."""
     from bridge.publishers.opcua import OpcUaPublisher
     from bridge.tags import TagStore
 
-    mapping = dial_in_site(modules, REGISTERS_1PHASE[:registers], 10.0, free_port(), 0)
+    mapping = with_diagnostics(
+        dial_in_site(modules, REGISTERS_1PHASE[:registers], 10.0, free_port(), 0), diagnostics
+    )
     store = TagStore()
     store.define(t.key for t in mapping.tags)
     gc.collect()
@@ -180,6 +194,7 @@ async def bridge_main(args: argparse.Namespace) -> str:
     mapping = dial_in_site(
         n, registers, interval, free_port(), free_port(), max_unidentified=args.max_unidentified
     )
+    mapping = with_diagnostics(mapping, args.opcua_diagnostics)
     gc.collect()
     rss_pre = rss_bytes()
     app = BridgeApp(mapping)
@@ -256,7 +271,8 @@ async def bridge_main(args: argparse.Namespace) -> str:
             await modems.wait()
         for proc in clients:
             await proc.wait()
-    space = await spawn("--role", "opcua-space", "--modules", str(n), "--registers", str(len(registers)))
+    space = await spawn("--role", "opcua-space", "--modules", str(n), "--registers", str(len(registers)),
+                        "--opcua-diagnostics", args.opcua_diagnostics)  # fmt: skip
     assert space.stdout is not None
     opcua_rss = json.loads(await space.stdout.readline())["rss"]
     await space.wait()
@@ -310,7 +326,8 @@ def report(
     head = (
         f"## Dial-in scale\n\n{n} modules (IMEI listener, max_unidentified {unidentified}), "
         f"{regs} registers each, GPRS round trip 300–800 ms, poll interval {args.interval:g} s, "
-        f"response timeout 3 s; RLIMIT_NOFILE {nofile}; bridge start {started:.1f} s, "
+        f'response timeout 3 s; <opcua diagnostics="{args.opcua_diagnostics}">; '
+        f"RLIMIT_NOFILE {nofile}; bridge start {started:.1f} s, "
         f"bridge RSS {rss_pre / 2**20:.0f} MiB before start, {rss0 / 2**20:.0f} MiB started and idle, "
         f"{rss1 / 2**20:.0f} MiB with all modules; the OPC UA publisher alone grows RSS by "
         f"{opcua_rss / 2**20:.0f} MiB.\n"
@@ -341,6 +358,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-unidentified", type=int, default=None, help="listener setting (default: its default)"
     )
+    p.add_argument(
+        "--opcua-diagnostics", choices=("all", "meters", "none"), default="all",
+        help='<opcua diagnostics="..."> of the site (default: all)',
+    )  # fmt: skip
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--protocol", choices=("opcua", "modbus"), default="opcua", help=argparse.SUPPRESS)
     p.add_argument("--target", default="", help=argparse.SUPPRESS)
@@ -357,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         with asyncio.Runner(loop_factory=runner_factory) as runner:
             runner.run(modems_main(args.port, args.modules, seed=7))
     elif args.role == "opcua-space":
-        asyncio.run(opcua_space_main(args.modules, args.registers))
+        asyncio.run(opcua_space_main(args.modules, args.registers, args.opcua_diagnostics))
     elif args.role == "clients":
         asyncio.run(clients_main(args.protocol, args.target, args.modules, args.registers, args.seconds))
     else:
