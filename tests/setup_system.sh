@@ -8,6 +8,9 @@ command -v mbpoll >/dev/null 2>&1 || need_apt+=(mbpoll)
 # the status page browser test drives Debian's chromium through its chromedriver (selenium)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# the OPC UA interop test installs node-opcua with npm (tests/node/package.json)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     # quiet on success (debconf chatters on stderr); the whole output on failure
@@ -20,6 +23,6 @@ if ((${#need_apt[@]})); then
     fi
     rm -f "$apt_log"
   else
-    echo "setup_system: missing ${need_apt[*]} and not root; dependent tests will be skipped" >&2
+    echo "setup_system: missing ${need_apt[*]} and not root; the tests that need them will fail" >&2
   fi
 fi

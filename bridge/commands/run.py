@@ -111,14 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{path}: OK", file=sys.stderr)
         return 0
-    use_uvloop = mapping.modbus.use_uvloop and not args.no_uvloop
-    loop_factory = None
-    if use_uvloop:
-        try:
-            import uvloop
+    from bridge.publishers.modbus import event_loop_factory
 
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            loop_factory = None
+    loop_factory = None if args.no_uvloop else event_loop_factory(mapping.modbus)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(_serve(mapping, path, demo, args.listen_all))

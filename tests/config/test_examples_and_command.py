@@ -84,14 +84,7 @@ def test_validate_prints_every_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_validate_through_the_console_script(tmp_path: Path) -> None:
-    """The installed entry point; skipped while another part of the package does not import."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import bridge.cli; bridge.cli.build_parser()"],
-        capture_output=True,
-        timeout=60,
-    )
-    if probe.returncode != 0:
-        pytest.skip("bridge.cli does not import right now: " + probe.stderr.decode()[-200:])
+    """The installed entry point, run as a user runs it."""
     good = subprocess.run(
         [sys.executable, "-m", "bridge", "validate", str(EXAMPLES / "gateway-meter.xml")],
         capture_output=True,

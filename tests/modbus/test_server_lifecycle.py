@@ -138,15 +138,14 @@ async def test_image_context_answers_like_the_server():
 
 
 def test_event_loop_factory():
-    pytest.importorskip("uvloop")
-    import uvloop
+    import uvloop  # a dependency on every platform the bridge runs on
 
     assert event_loop_factory(settings(use_uvloop=True)) is uvloop.new_event_loop
     assert event_loop_factory(settings(use_uvloop=False)) is None
 
 
 def test_publisher_serves_under_uvloop():
-    uvloop = pytest.importorskip("uvloop")
+    import uvloop
     mapping = site([meter("m1")], [tag("m1", "voltage_a", point=ModbusPoint(
         data_type=ModbusType.FLOAT32))], settings())
 

@@ -235,13 +235,12 @@ async def test_ten_clients_never_see_torn_values_while_values_change():
     assert all(n >= 20 for n in counts)
 
 
-@pytest.mark.skipif(shutil.which("mbpoll") is None,
-                    reason="mbpoll is not installed (tests/setup_system.sh installs it as root)")
 @pytest.mark.parametrize(("reference", "options", "expected"), [
     (201, ["-B"], 230.5),  # ABCD: big-endian words
     (203, [], 231.25),  # CDAB: mbpoll's default word order
 ])
 async def test_mbpoll_reads_a_float(reference, options, expected):
+    assert shutil.which("mbpoll"), "mbpoll is missing: tests/setup_system.sh installs it"
     async with serving(mapping(), filled_store()) as publisher:
         # a plain subprocess in a worker thread: asyncio's child watcher thread could outlive
         # the test by a moment; the executor's threads are shut down by no_leftovers

@@ -29,7 +29,7 @@ def node_opcua() -> Path:
     """The interop directory with node-opcua installed (npm ci on first use)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node/npm not installed: the node-opcua interop test needs Node.js")
+        pytest.fail("node/npm not installed: tests/setup_system.sh installs nodejs and npm")
     if not (NODE_DIR / "node_modules" / "node-opcua" / "package.json").is_file():
         verb = "ci" if (NODE_DIR / "package-lock.json").is_file() else "install"
         done = subprocess.run(

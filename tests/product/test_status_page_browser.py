@@ -78,7 +78,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[WebDriver]:
     """Headless Chromium; started and quit on a thread of its own (tests shut the loop's default
     executor down before this fixture's teardown runs)."""
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromium-driver are not installed (tests/setup_system.sh)")
+        pytest.fail("chromium and chromium-driver are not installed (tests/setup_system.sh installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
