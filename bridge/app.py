@@ -8,7 +8,6 @@ closed. A reload parses the new mapping completely first; a bad mapping leaves t
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -81,9 +80,6 @@ class BridgeApp:
                     self.health, self.reload,
                 )
                 await self.status.start()
-            # The address space and maps are built: keep the GC from walking them again and again.
-            gc.collect()
-            gc.freeze()
             self._running = True
         except BaseException:
             await self.stop()
@@ -155,7 +151,6 @@ class BridgeApp:
         for running in self.simulator or []:
             await running.stop()
         self.simulator = None
-        gc.unfreeze()
 
     # -- operations ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -58,9 +58,7 @@ def status_document(mapping: SiteMapping, store: TagStore) -> dict[str, Any]:
             tv = store.get(meter_diag_key(m.name, f))
             diag[f] = tv.value if tv else None
         tags = []
-        for t in mapping.tags:
-            if t.meter != m.name:
-                continue
+        for t in mapping.tags_of(m.name):
             tv = store.get(t.key)
             reg = mapping.register_of(m, t.register)
             age = (now - tv.source_time).total_seconds() if tv and tv.source_time else None
